@@ -1,0 +1,25 @@
+// Package sinks delivers finished metrics to the backends that users query:
+// Prometheus, Elasticsearch and Grafana Cloud. Every publisher takes batches,
+// honours its context and returns errors; the composite and the outbox decide
+// what to retry, what to keep and what to dead-letter.
+package sinks
+
+import (
+	"context"
+
+	"github.com/pipetel/pipetel/schemas"
+)
+
+// Publisher sends finished metrics to one backend. It is the seed's
+// MetricsPublisher, batch-oriented. A Publisher must be safe for concurrent
+// use. Publishing the same metric twice must not count it twice in the backend
+// where the backend has ids (Elasticsearch); counters (Prometheus) rely on the
+// caller to deliver each metric once per process.
+type Publisher interface {
+	// Name identifies the publisher in logs, metrics and outbox keys.
+	Name() string
+	// PublishEvents sends a batch of event metrics.
+	PublishEvents(ctx context.Context, metrics []schemas.EventMetric) error
+	// PublishNetwork sends a batch of network metrics.
+	PublishNetwork(ctx context.Context, metrics []schemas.NetworkMetric) error
+}
