@@ -23,7 +23,7 @@ const (
 	// before anything else.
 	CodeOversized Code = "oversized"
 	// CodeMalformedJSON: the value is not exactly one syntactically valid JSON
-	// value (bad syntax, trailing data, nesting deeper than MaxNestingDepth).
+	// value (bad syntax, trailing data, nesting deeper than 100 levels).
 	CodeMalformedJSON Code = "malformed_json"
 	// CodeUnknownSchema: "schema" names no known schema.
 	CodeUnknownSchema Code = "unknown_schema"
