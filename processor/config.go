@@ -1,0 +1,123 @@
+package processor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pipetel/pipetel/schemas"
+)
+
+// Config configures the processor. The zero value of every field means its
+// documented default; call WithDefaults then Validate.
+type Config struct {
+	// Brokers are the bootstrap addresses (host:port). Required.
+	Brokers []string `yaml:"brokers"`
+	// GroupID is the consumer group. Default "pipetel".
+	GroupID string `yaml:"group_id"`
+	// EventsTopic and NetworkTopic are the input topics. Defaults
+	// "pipetel.events" and "pipetel.network".
+	EventsTopic  string `yaml:"events_topic"`
+	NetworkTopic string `yaml:"network_topic"`
+	// DeadLetterTopic receives invalid records with their reason in
+	// headers. Default "pipetel.deadletter".
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// CreateTopics creates missing topics at start-up with Partitions
+	// partitions and ReplicationFactor replicas. Default false.
+	CreateTopics      bool `yaml:"create_topics"`
+	Partitions        int  `yaml:"partitions"`
+	ReplicationFactor int  `yaml:"replication_factor"`
+	// MaxRecordBytes rejects larger record values. Default 65536.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// BatchSize is the most records applied in one state transaction.
+	// Default 1000.
+	BatchSize int `yaml:"batch_size"`
+	// BatchWait is how long a partition waits to fill a batch once it has a
+	// record. Default 20ms.
+	BatchWait time.Duration `yaml:"batch_wait"`
+	// CommitInterval is the least time between two offset commits of a
+	// partition. Default 1s. The state's own offset makes a late commit
+	// harmless: it only means more records are skipped on restart.
+	CommitInterval time.Duration `yaml:"commit_interval"`
+	// SessionTimeout, HeartbeatInterval and RebalanceTimeout tune the
+	// group. Defaults 10s, 1s, 10s.
+	SessionTimeout    time.Duration `yaml:"session_timeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	RebalanceTimeout  time.Duration `yaml:"rebalance_timeout"`
+	// MaxOutboxDepth pauses fetching while any publisher's outbox holds
+	// more finished metrics than this. Default 1000000.
+	MaxOutboxDepth int64 `yaml:"max_outbox_depth"`
+	// RetentionInterval is how often each partition removes finished
+	// metrics older than the store's retention. Default 1m.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.GroupID, "pipetel")
+	def(&c.EventsTopic, schemas.DefaultEventsTopic)
+	def(&c.NetworkTopic, schemas.DefaultNetworkTopic)
+	def(&c.DeadLetterTopic, "pipetel.deadletter")
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defInt(&c.Partitions, 8)
+	defInt(&c.ReplicationFactor, 1)
+	defInt(&c.MaxRecordBytes, schemas.DefaultMaxRecordBytes)
+	defInt(&c.BatchSize, 1000)
+	defDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur(&c.BatchWait, 20*time.Millisecond)
+	defDur(&c.CommitInterval, time.Second)
+	defDur(&c.SessionTimeout, 10*time.Second)
+	defDur(&c.HeartbeatInterval, time.Second)
+	defDur(&c.RebalanceTimeout, 10*time.Second)
+	defDur(&c.RetentionInterval, time.Minute)
+	if c.MaxOutboxDepth == 0 {
+		c.MaxOutboxDepth = 1_000_000
+	}
+	return c
+}
+
+// Validate reports the first invalid field, naming it, its value and what
+// is allowed. Call it after WithDefaults.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("processor.brokers: got [], expected at least one host:port address")
+	}
+	if c.EventsTopic == c.NetworkTopic {
+		return fmt.Errorf("processor.network_topic: got %q, expected a topic other than events_topic", c.NetworkTopic)
+	}
+	checks := []struct {
+		field string
+		bad   bool
+		value any
+		want  string
+	}{
+		{"processor.partitions", c.Partitions < 1, c.Partitions, "an integer >= 1"},
+		{"processor.replication_factor", c.ReplicationFactor < 1, c.ReplicationFactor, "an integer >= 1"},
+		{"processor.max_record_bytes", c.MaxRecordBytes < 64, c.MaxRecordBytes, "an integer >= 64"},
+		{"processor.batch_size", c.BatchSize < 1 || c.BatchSize > 10000, c.BatchSize, "an integer 1..10000"},
+		{"processor.batch_wait", c.BatchWait < 0, c.BatchWait, "a duration >= 0"},
+		{"processor.commit_interval", c.CommitInterval < 0, c.CommitInterval, "a duration >= 0"},
+		{"processor.heartbeat_interval", c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout, c.HeartbeatInterval, "a duration > 0 and below session_timeout"},
+		{"processor.rebalance_timeout", c.RebalanceTimeout <= 0, c.RebalanceTimeout, "a duration > 0"},
+		{"processor.max_outbox_depth", c.MaxOutboxDepth < 1, c.MaxOutboxDepth, "an integer >= 1"},
+		{"processor.retention_interval", c.RetentionInterval <= 0, c.RetentionInterval, "a duration > 0"},
+	}
+	for _, ch := range checks {
+		if ch.bad {
+			return fmt.Errorf("%s: got %v, expected %s", ch.field, ch.value, ch.want)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package processor
+
+import (
+	"slices"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// maxTrackedRetries bounds the retry times kept per pending task for
+// deduplication; retries past it are still counted.
+const maxTrackedRetries = 10_000
+
+// joinStats counts what one batch did, for the processor's own metrics.
+type joinStats struct {
+	applied    int
+	duplicates int
+	finished   int
+}
+
+// applyEvent joins one event record into the state of its partition.
+// Applying the same record twice changes nothing: a record of a finished task
+// is ignored, a second start or end of a pending task is ignored, and a retry
+// is counted once per distinct record time.
+func applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
+	if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
+		if done {
+			st.duplicates++
+		}
+		return err
+	}
+	pe, found, err := b.PendingEvent(r.TaskID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		pe.FirstSeen = r.Time
+	}
+	switch r.Kind {
+	case schemas.KindStart:
+		if pe.HasStart {
+			st.duplicates++
+			return nil
+		}
+		pe.HasStart, pe.EventName, pe.PipelineID, pe.ProcessID, pe.StartTime = true, r.EventName, r.PipelineID, r.ProcessID, r.Time
+	case schemas.KindEnd:
+		if pe.HasEnd {
+			st.duplicates++
+			return nil
+		}
+		pe.HasEnd, pe.EndTime, pe.Error = true, r.Time, r.Error
+	case schemas.KindRetry:
+		t := r.Time.UnixNano()
+		if slices.Contains(pe.Retries, t) {
+			st.duplicates++
+			return nil
+		}
+		if len(pe.Retries) < maxTrackedRetries {
+			pe.Retries = append(pe.Retries, t)
+		}
+	}
+	st.applied++
+	if !pe.HasStart || !pe.HasEnd {
+		return b.PutPendingEvent(r.TaskID, pe, !found)
+	}
+	if found {
+		if err := b.DeletePendingEvent(r.TaskID); err != nil {
+			return err
+		}
+	}
+	st.finished++
+	return b.FinishEvent(finishedEvent(r.TaskID, pe))
+}
+
+func finishedEvent(taskID string, pe state.PendingEvent) schemas.EventMetric {
+	m := state.PendingEventMetric(taskID, pe)
+	d := pe.EndTime.Sub(pe.StartTime).Seconds()
+	m.DurationSeconds = &d
+	m.Status = schemas.StatusCompleted
+	if pe.Error != "" {
+		m.Status = schemas.StatusFailed
+	}
+	return m
+}
+
+// applyNetwork joins one network record into the state of its partition,
+// per (task_id, op_id), with the same idempotence as applyEvent.
+func applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) error {
+	if _, done, err := b.FinishedNetwork(r.TaskID, r.OpID); err != nil || done {
+		if done {
+			st.duplicates++
+		}
+		return err
+	}
+	pn, found, err := b.PendingNetwork(r.TaskID, r.OpID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		pn.FirstSeen = r.Time
+	}
+	switch r.Kind {
+	case schemas.KindStart:
+		if pn.HasStart {
+			st.duplicates++
+			return nil
+		}
+		pn.HasStart, pn.Host, pn.Port, pn.Operation, pn.StartTime = true, r.Host, r.Port, r.Operation, r.Time
+	case schemas.KindEnd:
+		if pn.HasEnd {
+			st.duplicates++
+			return nil
+		}
+		pn.HasEnd, pn.EndTime, pn.BytesSent, pn.BytesReceived, pn.Error = true, r.Time, r.BytesSent, r.BytesReceived, r.Error
+	default:
+		return nil // the decoder rejects other kinds
+	}
+	st.applied++
+	if !pn.HasStart || !pn.HasEnd {
+		return b.PutPendingNetwork(r.TaskID, r.OpID, pn, !found)
+	}
+	if found {
+		if err := b.DeletePendingNetwork(r.TaskID, r.OpID); err != nil {
+			return err
+		}
+	}
+	st.finished++
+	return b.FinishNetwork(finishedNetwork(r.TaskID, r.OpID, pn))
+}
+
+func finishedNetwork(taskID, opID string, pn state.PendingNetwork) schemas.NetworkMetric {
+	m := state.PendingNetworkMetric(taskID, opID, pn)
+	l := pn.EndTime.Sub(pn.StartTime).Seconds()
+	m.LatencySeconds = &l
+	m.Status = schemas.StatusCompleted
+	if pn.Error != "" {
+		m.Status = schemas.StatusFailed
+	}
+	return m
+}

@@ -1,0 +1,81 @@
+package processor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// metrics is the processor's own health, exported as pipetel_* series.
+type metrics struct {
+	consumed    *prometheus.CounterVec
+	invalid     *prometheus.CounterVec
+	duplicates  *prometheus.CounterVec
+	finished    *prometheus.CounterVec
+	lag         *prometheus.GaugeVec
+	commitLag   *prometheus.GaugeVec
+	assigned    *prometheus.GaugeVec
+	applySecs   prometheus.Histogram
+	paused      prometheus.Gauge
+	deadLetters prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*metrics, error) {
+	m := &metrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipetel_records_consumed_total", Help: "Input records read from Kafka, valid or not.",
+		}, []string{"topic"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipetel_invalid_records_total", Help: "Input records rejected by the decoder, by error code; each went to the dead-letter topic.",
+		}, []string{"topic", "code"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipetel_duplicate_records_total", Help: "Valid records that changed nothing because the same record was already applied.",
+		}, []string{"topic"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipetel_finished_total", Help: "Event executions and network operations finished by this process.",
+		}, []string{"stream"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pipetel_consumer_lag_records", Help: "Records between the partition's high watermark and the next record to apply.",
+		}, []string{"topic", "partition"}),
+		commitLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pipetel_commit_lag_records", Help: "Records applied to the state but not yet committed to the consumer group.",
+		}, []string{"topic", "partition"}),
+		assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pipetel_assigned_partitions", Help: "Partitions this instance owns.",
+		}, []string{"topic"}),
+		applySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pipetel_batch_apply_seconds", Help: "Time to apply and commit one batch to the state store.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pipetel_fetch_paused", Help: "1 while fetching is paused because an outbox is full.",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pipetel_dead_letters_total", Help: "Records written to the dead-letter topic.",
+		}),
+	}
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pipetel_open_tasks", Help: "Event executions with a start or an end but not both, in owned partitions.",
+	}, func() float64 { return float64(store.OpenTasks(state.Events)) })
+	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
+	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, open, openNet} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Pre-create the series users alert on, so they read 0 rather than
+	// being absent before the first occurrence.
+	for _, t := range []string{cfg.EventsTopic, cfg.NetworkTopic} {
+		m.consumed.WithLabelValues(t)
+		m.duplicates.WithLabelValues(t)
+		for _, code := range schemas.Codes {
+			m.invalid.WithLabelValues(t, string(code))
+		}
+	}
+	m.finished.WithLabelValues("events")
+	m.finished.WithLabelValues("network")
+	return m, nil
+}

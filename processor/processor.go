@@ -1,0 +1,137 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// Processor consumes the input topics as one member of the consumer group.
+type Processor struct {
+	cfg     Config
+	store   *state.Store
+	log     *slog.Logger
+	m       *metrics
+	decoder schemas.Decoder
+	dlq     *deadLetters
+
+	loggedMu sync.Mutex
+	logged   map[string]bool // topic/code pairs already logged
+
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+// New builds a processor. cfg is completed with its defaults and validated.
+// The processor's metrics are registered on reg.
+func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg, store, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot register processor metrics: %w", err)
+	}
+	return &Processor{
+		cfg: cfg, store: store, log: log, m: m,
+		decoder: schemas.Decoder{MaxBytes: cfg.MaxRecordBytes},
+		dlq:     newDeadLetters(cfg, m),
+		logged:  map[string]bool{},
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once the processor has joined the group and received its
+// first assignment.
+func (p *Processor) Ready() <-chan struct{} { return p.ready }
+
+// Run consumes until ctx is cancelled. On cancellation it stops fetching,
+// finishes and commits the batches in flight, and returns nil.
+func (p *Processor) Run(ctx context.Context) error {
+	defer p.dlq.close()
+	if p.cfg.CreateTopics {
+		if err := ensureTopics(ctx, p.cfg); err != nil {
+			return err
+		}
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                p.cfg.GroupID,
+		Brokers:           p.cfg.Brokers,
+		Topics:            []string{p.cfg.EventsTopic, p.cfg.NetworkTopic},
+		SessionTimeout:    p.cfg.SessionTimeout,
+		HeartbeatInterval: p.cfg.HeartbeatInterval,
+		RebalanceTimeout:  p.cfg.RebalanceTimeout,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		StartOffset:       kafka.FirstOffset,
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { p.log.Warn(fmt.Sprintf(f, a...), "component", "consumer-group") }),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot join consumer group %q: %w", p.cfg.GroupID, err)
+	}
+	defer group.Close()
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, kafka.ErrGroupClosed) {
+				return nil
+			}
+			p.log.Warn("cannot start group generation; retrying", "group", p.cfg.GroupID, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		n := 0
+		for topic, parts := range gen.Assignments {
+			stream := state.Events
+			if topic == p.cfg.NetworkTopic {
+				stream = state.Network
+			}
+			p.m.assigned.WithLabelValues(topic).Set(float64(len(parts)))
+			for _, a := range parts {
+				pc := &partitionConsumer{p: p, gen: gen, topic: topic, unit: state.Unit{Stream: stream, Partition: int32(a.ID)}, committed: a.Offset}
+				gen.Start(pc.run)
+				n++
+			}
+		}
+		p.log.Info("joined consumer group", "group", p.cfg.GroupID, "generation", gen.ID, "member", gen.MemberID, "partitions", n)
+		p.readyOnce.Do(func() { close(p.ready) })
+	}
+}
+
+// logInvalid logs the first invalid record of each topic and error code;
+// the rest are only counted and dead-lettered.
+func (p *Processor) logInvalid(topic string, partition int, offset int64, err error) {
+	code := "unknown"
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		code = string(de.Code)
+	}
+	p.loggedMu.Lock()
+	first := !p.logged[topic+"/"+code]
+	p.logged[topic+"/"+code] = true
+	p.loggedMu.Unlock()
+	p.m.invalid.WithLabelValues(topic, code).Inc()
+	if first {
+		p.log.Warn("invalid record sent to the dead-letter topic (further ones of this kind are only counted)",
+			"topic", topic, "partition", partition, "offset", offset, "code", code, "err", err)
+	}
+}

@@ -1,0 +1,262 @@
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pipetel/pipetel/schemas"
+)
+
+// Batch is one transaction on one unit. It is not safe for concurrent use:
+// each unit has a single writer, its partition goroutine.
+type Batch struct {
+	s    *Store
+	unit Unit
+	txn  *badger.Txn
+
+	pendingDelta int64
+	retryStats   *RetryStats // loaded on first use, written by flush
+	retryDirty   bool
+	outboxAdded  int64
+}
+
+// Unit returns the unit the batch writes to.
+func (b *Batch) Unit() Unit { return b.unit }
+
+// Offset returns the offset of the last input record applied to the unit.
+func (b *Batch) Offset() (int64, bool, error) {
+	return readInt64(b.txn, offsetKey(b.unit))
+}
+
+// SetOffset records off as the last input record applied; it commits with
+// the state changes of the same batch.
+func (b *Batch) SetOffset(off int64) error {
+	return b.txn.Set(offsetKey(b.unit), int64Bytes(off))
+}
+
+// PendingEvent returns the pending state of task, if any.
+func (b *Batch) PendingEvent(taskID string) (PendingEvent, bool, error) {
+	var pe PendingEvent
+	found, err := b.get(key(tagPendingEvent, b.unit.Partition, []byte(taskID)), &pe)
+	return pe, found, err
+}
+
+// PutPendingEvent stores the pending state of task; isNew says whether it
+// opens a task (for the open-task count).
+func (b *Batch) PutPendingEvent(taskID string, pe PendingEvent, isNew bool) error {
+	if isNew {
+		b.pendingDelta++
+	}
+	return b.put(key(tagPendingEvent, b.unit.Partition, []byte(taskID)), pe)
+}
+
+// DeletePendingEvent removes the pending state of task.
+func (b *Batch) DeletePendingEvent(taskID string) error {
+	b.pendingDelta--
+	return b.txn.Delete(key(tagPendingEvent, b.unit.Partition, []byte(taskID)))
+}
+
+// FinishedEvent returns the finished metric of task, if any.
+func (b *Batch) FinishedEvent(taskID string) (schemas.EventMetric, bool, error) {
+	var m schemas.EventMetric
+	found, err := b.get(key(tagFinishedEvent, b.unit.Partition, []byte(taskID)), &m)
+	return m, found, err
+}
+
+// FinishEvent stores a finished event metric with its indexes, adds it to
+// the retry statistics and queues it in every publisher's outbox. The caller
+// makes sure the task is not already finished.
+func (b *Batch) FinishEvent(m schemas.EventMetric) error {
+	p := b.unit.Partition
+	id := []byte(m.TaskID)
+	if err := b.put(key(tagFinishedEvent, p, id), m); err != nil {
+		return err
+	}
+	if m.Status != schemas.StatusCompleted {
+		if err := b.txn.Set(key(tagEventFailed, p, id), nil); err != nil {
+			return err
+		}
+	}
+	if m.DurationSeconds != nil {
+		if err := b.txn.Set(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.txn.Set(key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
+		return err
+	}
+	if err := b.loadRetryStats(); err != nil {
+		return err
+	}
+	b.retryStats.add(m.RetryCount, 1)
+	b.retryDirty = true
+	return b.enqueue(outboxItem{Event: &m})
+}
+
+// PendingNetwork returns the pending state of a network operation, if any.
+func (b *Batch) PendingNetwork(taskID, opID string) (PendingNetwork, bool, error) {
+	var pn PendingNetwork
+	found, err := b.get(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)), &pn)
+	return pn, found, err
+}
+
+// PutPendingNetwork stores the pending state of a network operation.
+func (b *Batch) PutPendingNetwork(taskID, opID string, pn PendingNetwork, isNew bool) error {
+	if isNew {
+		b.pendingDelta++
+	}
+	return b.put(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)), pn)
+}
+
+// DeletePendingNetwork removes the pending state of a network operation.
+func (b *Batch) DeletePendingNetwork(taskID, opID string) error {
+	b.pendingDelta--
+	return b.txn.Delete(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)))
+}
+
+// FinishedNetwork returns the finished metric of a network operation, if any.
+func (b *Batch) FinishedNetwork(taskID, opID string) (schemas.NetworkMetric, bool, error) {
+	var m schemas.NetworkMetric
+	found, err := b.get(key(tagFinishedNet, b.unit.Partition, netID(taskID, opID)), &m)
+	return m, found, err
+}
+
+// FinishNetwork stores a finished network metric with its indexes and queues
+// it in every publisher's outbox.
+func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
+	p := b.unit.Partition
+	id := netID(m.TaskID, m.OpID)
+	if err := b.put(key(tagFinishedNet, p, id), m); err != nil {
+		return err
+	}
+	if m.Status != schemas.StatusCompleted {
+		if err := b.txn.Set(key(tagNetFailed, p, id), nil); err != nil {
+			return err
+		}
+	}
+	if m.LatencySeconds != nil {
+		if err := b.txn.Set(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.txn.Set(key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
+		return err
+	}
+	return b.enqueue(outboxItem{Network: &m})
+}
+
+func (b *Batch) get(k []byte, into any) (bool, error) {
+	item, err := b.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read key %q: %w", k, err)
+	}
+	return true, item.Value(func(v []byte) error { return decodeValue(k, v, into) })
+}
+
+func (b *Batch) put(k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cannot encode value of key %q: %w", k, err)
+	}
+	return b.txn.Set(k, data)
+}
+
+func (b *Batch) loadRetryStats() error {
+	if b.retryStats != nil {
+		return nil
+	}
+	rs := RetryStats{}
+	if _, err := b.get(prefix(tagRetryStats, b.unit.Partition), &rs.counts); err != nil {
+		return err
+	}
+	b.retryStats = &rs
+	return nil
+}
+
+// flush writes what the batch accumulated in memory.
+func (b *Batch) flush() error {
+	if b.retryDirty {
+		if err := b.put(prefix(tagRetryStats, b.unit.Partition), b.retryStats.counts); err != nil {
+			return err
+		}
+	}
+	if b.pendingDelta != 0 {
+		tag := tagEventCounts
+		if b.unit.Stream == Network {
+			tag = tagNetCounts
+		}
+		k := prefix(tag, b.unit.Partition)
+		n, _, err := readInt64(b.txn, k)
+		if err != nil {
+			return err
+		}
+		if err := b.txn.Set(k, int64Bytes(n+b.pendingDelta)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Batch) afterCommit() {
+	s := b.s
+	s.mu.Lock()
+	if s.owned[b.unit] {
+		s.pending[b.unit] += b.pendingDelta
+	}
+	for _, name := range s.opts.Publishers {
+		s.depth[name] += b.outboxAdded
+	}
+	s.mu.Unlock()
+	if b.outboxAdded > 0 {
+		s.wake()
+	}
+}
+
+func readInt64(txn *badger.Txn, k []byte) (int64, bool, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("cannot read key %q: %w", k, err)
+	}
+	var n int64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("cannot decode stored value of key %q: %d bytes, expected 8", k, len(v))
+		}
+		n = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return n, true, err
+}
+
+func int64Bytes(n int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return b[:]
+}
+
+// RetryStats is the seed's get_retry_stats over finished events.
+type RetryStats struct {
+	counts map[string]int64 // retry count → events; string keys match the JSON
+}
+
+func (r *RetryStats) add(retries int, n int64) {
+	if r.counts == nil {
+		r.counts = map[string]int64{}
+	}
+	k := strconv.Itoa(retries)
+	r.counts[k] += n
+	if r.counts[k] == 0 {
+		delete(r.counts, k)
+	}
+}

@@ -1,0 +1,51 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// PendingEvent is an event execution that is not finished: it has a start
+// without an end, or an end whose start has not arrived yet.
+type PendingEvent struct {
+	HasStart   bool      `json:"hs,omitempty"`
+	EventName  string    `json:"en,omitempty"`
+	PipelineID string    `json:"pl,omitempty"`
+	ProcessID  *int64    `json:"pr,omitempty"`
+	StartTime  time.Time `json:"st"`
+	HasEnd     bool      `json:"he,omitempty"`
+	EndTime    time.Time `json:"et"`
+	Error      string    `json:"er,omitempty"`
+	// Retries holds the record time (Unix nanoseconds) of each distinct
+	// retry record, so a repeated retry record is counted once.
+	Retries []int64 `json:"rt,omitempty"`
+	// FirstSeen is the record time of the first record of this task; expiry
+	// counts from it.
+	FirstSeen time.Time `json:"fs"`
+}
+
+// PendingNetwork is a network operation that is not finished.
+type PendingNetwork struct {
+	HasStart      bool      `json:"hs,omitempty"`
+	Host          string    `json:"h,omitempty"`
+	Port          int       `json:"p,omitempty"`
+	Operation     string    `json:"o,omitempty"`
+	StartTime     time.Time `json:"st"`
+	HasEnd        bool      `json:"he,omitempty"`
+	EndTime       time.Time `json:"et"`
+	BytesSent     int64     `json:"bs,omitempty"`
+	BytesReceived int64     `json:"br,omitempty"`
+	Error         string    `json:"er,omitempty"`
+	FirstSeen     time.Time `json:"fs"`
+}
+
+// decodeValue decodes a stored value; a value that does not decode means the
+// store is damaged or was written by an incompatible version, and the error
+// names the key.
+func decodeValue(key []byte, val []byte, into any) error {
+	if err := json.Unmarshal(val, into); err != nil {
+		return fmt.Errorf("cannot decode stored value of key %q: %w", key, err)
+	}
+	return nil
+}

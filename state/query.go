@@ -1,0 +1,352 @@
+package state
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pipetel/pipetel/schemas"
+)
+
+// DefaultLimit and MaxLimit bound one page of a list query.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// ErrBadCursor is returned by the list queries when the cursor was not made
+// by a previous page of this store.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// EventQuery selects event metrics. The zero value lists every owned event,
+// finished ones first, in key order.
+type EventQuery struct {
+	// Status keeps only metrics with this status; empty keeps all.
+	Status schemas.Status
+	// SlowerThan keeps only finished metrics whose duration exceeds it;
+	// zero means no bound.
+	SlowerThan time.Duration
+	// Limit is the page size: 0 means DefaultLimit; at most MaxLimit.
+	Limit int
+	// Cursor continues after the previous page (its Next).
+	Cursor string
+}
+
+// NetworkQuery selects network metrics like EventQuery.
+type NetworkQuery struct {
+	Status     schemas.Status
+	SlowerThan time.Duration
+	Limit      int
+	Cursor     string
+}
+
+// Page is one page of a list query; Next is empty on the last page.
+type Page[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next_cursor,omitempty"`
+}
+
+// RetrySummary is the seed's get_retry_stats, over finished events.
+type RetrySummary struct {
+	TotalRetries       int64            `json:"total_retries"`
+	EventsWithRetries  int64            `json:"events_with_retries"`
+	MaxRetries         int64            `json:"max_retries"`
+	EventsByRetryCount map[string]int64 `json:"events_by_retry_count"`
+}
+
+// Event returns the metric of task, finished or pending, from the owned
+// partitions.
+func (s *Store) Event(taskID string) (schemas.EventMetric, bool, error) {
+	var m schemas.EventMetric
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range s.Owned(Events) {
+			b := &Batch{s: s, txn: txn, unit: Unit{Events, p}}
+			var err error
+			if m, found, err = b.FinishedEvent(taskID); err != nil || found {
+				return err
+			}
+			pe, ok, err := b.PendingEvent(taskID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m, found = PendingEventMetric(taskID, pe), true
+				return nil
+			}
+		}
+		return nil
+	})
+	return m, found, err
+}
+
+// NetworkOp returns the metric of one network operation.
+func (s *Store) NetworkOp(taskID, opID string) (schemas.NetworkMetric, bool, error) {
+	var m schemas.NetworkMetric
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range s.Owned(Network) {
+			b := &Batch{s: s, txn: txn, unit: Unit{Network, p}}
+			var err error
+			if m, found, err = b.FinishedNetwork(taskID, opID); err != nil || found {
+				return err
+			}
+			pn, ok, err := b.PendingNetwork(taskID, opID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m, found = PendingNetworkMetric(taskID, opID, pn), true
+				return nil
+			}
+		}
+		return nil
+	})
+	return m, found, err
+}
+
+// Events lists event metrics.
+func (s *Store) Events(q EventQuery) (Page[schemas.EventMetric], error) {
+	parts := s.Owned(Events)
+	var spans []span
+	load := func(txn *badger.Txn, k, v []byte) (schemas.EventMetric, bool, error) {
+		var m schemas.EventMetric
+		return m, true, decodeValue(k, v, &m)
+	}
+	switch {
+	case q.SlowerThan > 0:
+		spans = indexSpans(tagEventDuration, parts, ordered(int64(q.SlowerThan)+1))
+		load = func(txn *badger.Txn, k, _ []byte) (schemas.EventMetric, bool, error) {
+			return getFinished[schemas.EventMetric](txn, tagFinishedEvent, k[:6], k[14:])
+		}
+	case q.Status == schemas.StatusPending:
+		spans = indexSpans(tagPendingEvent, parts, nil)
+		load = func(_ *badger.Txn, k, v []byte) (schemas.EventMetric, bool, error) {
+			var pe PendingEvent
+			err := decodeValue(k, v, &pe)
+			return PendingEventMetric(string(k[6:]), pe), true, err
+		}
+	case q.Status != "" && q.Status != schemas.StatusCompleted:
+		spans = indexSpans(tagEventFailed, parts, nil)
+		load = func(txn *badger.Txn, k, _ []byte) (schemas.EventMetric, bool, error) {
+			return getFinished[schemas.EventMetric](txn, tagFinishedEvent, k[:6], k[6:])
+		}
+	case q.Status == schemas.StatusCompleted:
+		spans = indexSpans(tagFinishedEvent, parts, nil)
+	default:
+		spans = append(indexSpans(tagFinishedEvent, parts, nil), indexSpans(tagPendingEvent, parts, nil)...)
+		finished := load
+		load = func(txn *badger.Txn, k, v []byte) (schemas.EventMetric, bool, error) {
+			if k[0] == 'p' {
+				var pe PendingEvent
+				err := decodeValue(k, v, &pe)
+				return PendingEventMetric(string(k[6:]), pe), true, err
+			}
+			return finished(txn, k, v)
+		}
+	}
+	keep := func(m schemas.EventMetric) bool { return q.Status == "" || m.Status == q.Status }
+	return scanPage(s, spans, q.Cursor, q.Limit, load, keep)
+}
+
+// NetworkOps lists network metrics.
+func (s *Store) NetworkOps(q NetworkQuery) (Page[schemas.NetworkMetric], error) {
+	parts := s.Owned(Network)
+	var spans []span
+	load := func(txn *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
+		var m schemas.NetworkMetric
+		return m, true, decodeValue(k, v, &m)
+	}
+	pendingLoad := func(_ *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
+		var pn PendingNetwork
+		err := decodeValue(k, v, &pn)
+		task, op, _ := bytes.Cut(k[6:], []byte{0})
+		return PendingNetworkMetric(string(task), string(op), pn), true, err
+	}
+	switch {
+	case q.SlowerThan > 0:
+		spans = indexSpans(tagNetLatency, parts, ordered(int64(q.SlowerThan)+1))
+		load = func(txn *badger.Txn, k, _ []byte) (schemas.NetworkMetric, bool, error) {
+			return getFinished[schemas.NetworkMetric](txn, tagFinishedNet, k[:6], k[14:])
+		}
+	case q.Status == schemas.StatusPending:
+		spans = indexSpans(tagPendingNet, parts, nil)
+		load = pendingLoad
+	case q.Status != "" && q.Status != schemas.StatusCompleted:
+		spans = indexSpans(tagNetFailed, parts, nil)
+		load = func(txn *badger.Txn, k, _ []byte) (schemas.NetworkMetric, bool, error) {
+			return getFinished[schemas.NetworkMetric](txn, tagFinishedNet, k[:6], k[6:])
+		}
+	case q.Status == schemas.StatusCompleted:
+		spans = indexSpans(tagFinishedNet, parts, nil)
+	default:
+		spans = append(indexSpans(tagFinishedNet, parts, nil), indexSpans(tagPendingNet, parts, nil)...)
+		finished := load
+		load = func(txn *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
+			if k[0] == 'p' {
+				return pendingLoad(txn, k, v)
+			}
+			return finished(txn, k, v)
+		}
+	}
+	keep := func(m schemas.NetworkMetric) bool { return q.Status == "" || m.Status == q.Status }
+	return scanPage(s, spans, q.Cursor, q.Limit, load, keep)
+}
+
+// RetryStats sums the retry statistics of the owned event partitions. It
+// reads one small value per partition: the statistics are kept up to date as
+// events finish and expire.
+func (s *Store) RetryStats() (RetrySummary, error) {
+	sum := RetrySummary{EventsByRetryCount: map[string]int64{}}
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range s.Owned(Events) {
+			b := &Batch{s: s, txn: txn, unit: Unit{Events, p}}
+			if err := b.loadRetryStats(); err != nil {
+				return err
+			}
+			for k, n := range b.retryStats.counts {
+				sum.EventsByRetryCount[k] += n
+			}
+		}
+		return nil
+	})
+	for _, k := range slices.Sorted(maps.Keys(sum.EventsByRetryCount)) {
+		retries, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			return sum, fmt.Errorf("cannot read retry statistics: bad retry count %q", k)
+		}
+		n := sum.EventsByRetryCount[k]
+		sum.TotalRetries += retries * n
+		if retries > 0 && n > 0 {
+			sum.EventsWithRetries += n
+			sum.MaxRetries = max(sum.MaxRetries, retries)
+		}
+	}
+	return sum, err
+}
+
+type span struct{ start, end []byte }
+
+// indexSpans returns one span per partition of tag, starting at from within
+// each partition.
+func indexSpans(tag [2]byte, parts []int32, from []byte) []span {
+	spans := make([]span, 0, len(parts))
+	for _, p := range parts {
+		pre := prefix(tag, p)
+		spans = append(spans, span{start: append(append([]byte(nil), pre...), from...), end: prefixEnd(pre)})
+	}
+	return spans
+}
+
+func getFinished[T any](txn *badger.Txn, tag [2]byte, partPrefix, id []byte) (T, bool, error) {
+	var m T
+	k := append(append([]byte{tag[0], tag[1]}, partPrefix[2:6]...), id...)
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return m, false, nil // index entry without its metric: skip it
+	}
+	if err != nil {
+		return m, false, err
+	}
+	return m, true, item.Value(func(v []byte) error { return decodeValue(k, v, &m) })
+}
+
+func scanPage[T any](s *Store, spans []span, cursor string, limit int,
+	load func(txn *badger.Txn, k, v []byte) (T, bool, error), keep func(T) bool) (Page[T], error) {
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	var after []byte
+	if cursor != "" {
+		var err error
+		if after, err = base64.RawURLEncoding.DecodeString(cursor); err != nil || len(after) < 6 {
+			return Page[T]{}, fmt.Errorf("cannot continue from cursor %q: %w", cursor, ErrBadCursor)
+		}
+	}
+	page := Page[T]{Items: []T{}}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
+		defer it.Close()
+		var last []byte
+		for _, sp := range spans {
+			start := sp.start
+			if after != nil {
+				if bytes.Compare(sp.end, after) <= 0 {
+					continue
+				}
+				if bytes.Compare(after, start) >= 0 {
+					start = append(append([]byte(nil), after...), 0)
+				}
+			}
+			for it.Seek(start); it.Valid(); it.Next() {
+				item := it.Item()
+				k := item.Key()
+				if bytes.Compare(k, sp.end) >= 0 {
+					break
+				}
+				if len(page.Items) == limit {
+					page.Next = base64.RawURLEncoding.EncodeToString(last)
+					return nil
+				}
+				var m T
+				var ok bool
+				err := item.Value(func(v []byte) error {
+					var err error
+					m, ok, err = load(txn, k, v)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if ok && keep(m) {
+					page.Items = append(page.Items, m)
+					last = item.KeyCopy(nil)
+				}
+			}
+		}
+		return nil
+	})
+	return page, err
+}
+
+// PendingEventMetric is the query view of a pending event.
+func PendingEventMetric(taskID string, pe PendingEvent) schemas.EventMetric {
+	m := schemas.EventMetric{
+		TaskID: taskID, EventName: pe.EventName, PipelineID: pe.PipelineID, ProcessID: pe.ProcessID,
+		Status: schemas.StatusPending, Error: pe.Error, RetryCount: len(pe.Retries),
+	}
+	if pe.HasStart {
+		t := pe.StartTime
+		m.StartTime = &t
+	}
+	if pe.HasEnd {
+		t := pe.EndTime
+		m.EndTime = &t
+	}
+	return m
+}
+
+// PendingNetworkMetric is the query view of a pending network operation.
+func PendingNetworkMetric(taskID, opID string, pn PendingNetwork) schemas.NetworkMetric {
+	m := schemas.NetworkMetric{
+		TaskID: taskID, OpID: opID, Host: pn.Host, Port: pn.Port, Operation: pn.Operation,
+		BytesSent: pn.BytesSent, BytesReceived: pn.BytesReceived, Status: schemas.StatusPending, Error: pn.Error,
+	}
+	if pn.HasStart {
+		t := pn.StartTime
+		m.StartTime = &t
+	}
+	if pn.HasEnd {
+		t := pn.EndTime
+		m.EndTime = &t
+	}
+	return m
+}
