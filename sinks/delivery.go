@@ -1,0 +1,242 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// Outbox is the durable queue a Delivery drains: one per publisher, filled by
+// the processor in the same transaction that finishes a metric.
+type Outbox interface {
+	ReadOutbox(publisher string, max int) ([]state.OutboxItem, error)
+	AckOutbox(publisher string, items []state.OutboxItem) error
+	OutboxDepth(publisher string) int64
+	OutboxSignal(publisher string) <-chan struct{}
+}
+
+// DeadLetterer keeps metrics that a backend rejected for good, with the
+// reason, so that none is dropped.
+type DeadLetterer interface {
+	DeadLetter(ctx context.Context, publisher string, items []state.OutboxItem, reason error) error
+}
+
+var _ Outbox = (*state.Store)(nil)
+
+// DeliveryConfig tunes one publisher's delivery loop.
+type DeliveryConfig struct {
+	// BatchSize is the most metrics per publish call. Default 500.
+	BatchSize int `yaml:"batch_size"`
+	// MinBackoff and MaxBackoff bound the exponential backoff (with full
+	// jitter) between failed attempts. Defaults 100ms and 30s.
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// Timeout bounds one publish call. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+func (c DeliveryConfig) withDefaults() DeliveryConfig {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	return c
+}
+
+// Delivery moves one publisher's outbox to its backend: at least once, in
+// batches, retrying with backoff, dead-lettering what the backend rejects for
+// good. A slow or failing backend only grows its own outbox: every publisher
+// has its own Delivery, so the others go on.
+type Delivery struct {
+	pub    Publisher
+	outbox Outbox
+	dead   DeadLetterer
+	cfg    DeliveryConfig
+	log    *slog.Logger
+	m      *deliveryMetrics
+}
+
+// NewDelivery builds the delivery loop of pub. Its metrics are registered on
+// reg with a publisher label.
+func NewDelivery(pub Publisher, outbox Outbox, dead DeadLetterer, cfg DeliveryConfig, reg prometheus.Registerer, log *slog.Logger) (*Delivery, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Delivery{pub: pub, outbox: outbox, dead: dead, cfg: cfg.withDefaults(), log: log.With("publisher", pub.Name())}
+	m, err := newDeliveryMetrics(reg, pub.Name(), outbox, d)
+	if err != nil {
+		return nil, err
+	}
+	d.m = m
+	return d, nil
+}
+
+// Run delivers until ctx is cancelled. What is not delivered stays in the
+// outbox for the next start.
+func (d *Delivery) Run(ctx context.Context) error {
+	name := d.pub.Name()
+	backoff := d.cfg.MinBackoff
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	for ctx.Err() == nil {
+		items, err := d.outbox.ReadOutbox(name, d.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-d.outbox.OutboxSignal(name):
+			case <-idle.C:
+			}
+			continue
+		}
+		d.m.setOldest(items[0].Enqueued)
+		if err := d.deliver(ctx, items); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
+			d.log.Warn("cannot publish; will retry", "items", len(items), "retry_in", wait.Round(time.Millisecond), "err", err)
+			d.m.retried.Add(float64(len(items)))
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			backoff = min(2*backoff, d.cfg.MaxBackoff)
+			continue
+		}
+		backoff = d.cfg.MinBackoff
+	}
+	return nil
+}
+
+// deliver publishes items, events then network operations, acknowledging
+// each kind once its publish succeeded or its rejects were dead-lettered.
+func (d *Delivery) deliver(ctx context.Context, items []state.OutboxItem) error {
+	var events, network []state.OutboxItem
+	for _, it := range items {
+		if it.Event != nil {
+			events = append(events, it)
+		} else {
+			network = append(network, it)
+		}
+	}
+	if len(events) > 0 {
+		ms := make([]schemas.EventMetric, len(events))
+		for i, it := range events {
+			ms[i] = *it.Event
+		}
+		if err := d.publish(ctx, events, func(ctx context.Context) error { return d.pub.PublishEvents(ctx, ms) }); err != nil {
+			return err
+		}
+	}
+	if len(network) > 0 {
+		ms := make([]schemas.NetworkMetric, len(network))
+		for i, it := range network {
+			ms[i] = *it.Network
+		}
+		return d.publish(ctx, network, func(ctx context.Context) error { return d.pub.PublishNetwork(ctx, ms) })
+	}
+	return nil
+}
+
+func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	started := time.Now()
+	err := call(cctx)
+	cancel()
+	d.m.latency.Observe(time.Since(started).Seconds())
+	if err == nil {
+		d.m.sent.Add(float64(len(items)))
+		return d.ack(items)
+	}
+	d.m.failed.Add(float64(len(items)))
+	var rej *RejectedError
+	switch {
+	case errors.As(err, &rej):
+		bad := map[string]bool{}
+		for _, r := range rej.Items {
+			bad[r.ID] = true
+		}
+		var dead []state.OutboxItem
+		for _, it := range items {
+			if bad[itemID(it)] {
+				dead = append(dead, it)
+			}
+		}
+		if err := d.deadLetter(ctx, dead, rej); err != nil {
+			return err
+		}
+		if isOnly(err, rej) {
+			return d.ack(items)
+		}
+		return err // the rest is retried; resending accepted items is idempotent by id
+	case errors.Is(err, ErrAuth):
+		return err // keep everything until the credentials are fixed
+	case errors.Is(err, ErrPermanent):
+		if err := d.deadLetter(ctx, items, err); err != nil {
+			return err
+		}
+		return d.ack(items)
+	}
+	return err
+}
+
+// isOnly reports whether err carries nothing but rej.
+func isOnly(err error, rej *RejectedError) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if e != error(rej) {
+				return false
+			}
+		}
+		return true
+	}
+	return err == error(rej)
+}
+
+func (d *Delivery) deadLetter(ctx context.Context, items []state.OutboxItem, reason error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	if d.dead == nil {
+		return fmt.Errorf("cannot dead-letter %d metrics of publisher %q: no dead-letter path configured: %w", len(items), d.pub.Name(), reason)
+	}
+	if err := d.dead.DeadLetter(ctx, d.pub.Name(), items, reason); err != nil {
+		return err
+	}
+	d.m.deadLettered.Add(float64(len(items)))
+	return d.ack(items)
+}
+
+func (d *Delivery) ack(items []state.OutboxItem) error {
+	if err := d.outbox.AckOutbox(d.pub.Name(), items); err != nil {
+		return err
+	}
+	return nil
+}
+
+// itemID is the backend id of an outbox item, as RejectedError names it.
+func itemID(it state.OutboxItem) string {
+	if it.Event != nil {
+		return it.Event.TaskID
+	}
+	return it.Network.TaskID + "/" + it.Network.OpID
+}
