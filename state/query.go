@@ -350,3 +350,24 @@ func PendingNetworkMetric(taskID, opID string, pn PendingNetwork) schemas.Networ
 	}
 	return m
 }
+
+// CountFinished counts the finished metrics of stream st in the owned
+// partitions. It reads keys only.
+func (s *Store) CountFinished(st Stream) (int64, error) {
+	tag := tagFinishedEvent
+	if st == Network {
+		tag = tagFinishedNet
+	}
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range s.Owned(st) {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix(tag, p)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				n++
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pipetel/pipetel/processor"
+	"github.com/pipetel/pipetel/sinks"
+	"github.com/pipetel/pipetel/state"
+)
+
+// Config is the whole YAML tree of pipetel run.
+type Config struct {
+	Processor processor.Config `yaml:"processor"`
+	State     StateConfig      `yaml:"state"`
+	HTTP      HTTPConfig       `yaml:"http"`
+	Sinks     SinksConfig      `yaml:"sinks"`
+	Log       LogConfig        `yaml:"log"`
+}
+
+// StateConfig places the state store.
+type StateConfig struct {
+	// Dir holds the Badger files. Required for run.
+	Dir string `yaml:"dir"`
+	// Retention keeps finished metrics queryable this long. Default 24h.
+	Retention time.Duration `yaml:"retention"`
+	// NoSync skips fsync on commit. Default false.
+	NoSync bool `yaml:"no_sync"`
+}
+
+// HTTPConfig is the listener for /metrics and the query API.
+type HTTPConfig struct {
+	// Listen is host:port. Default 127.0.0.1:9464: loopback unless the
+	// operator says otherwise.
+	Listen string `yaml:"listen"`
+}
+
+// SinksConfig selects the publishers.
+type SinksConfig struct {
+	Prometheus PrometheusSink       `yaml:"prometheus"`
+	Delivery   sinks.DeliveryConfig `yaml:"delivery"`
+}
+
+// PrometheusSink is the Prometheus publisher, served on /metrics.
+type PrometheusSink struct {
+	// Enabled defaults to true.
+	Enabled                *bool `yaml:"enabled"`
+	sinks.PrometheusConfig `yaml:",inline"`
+}
+
+// LogConfig sets the log output.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// loadConfig reads path strictly: an unknown key is an error that names it.
+func loadConfig(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("cannot read config %q: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("cannot decode config %q: %w", path, err)
+	}
+	return c, nil
+}
+
+// applyEnv fills settings that may come from the environment, so that
+// secrets need not be written in the file.
+func (c *Config) applyEnv() {
+	if v := os.Getenv("PIPETEL_BROKERS"); v != "" && len(c.Processor.Brokers) == 0 {
+		c.Processor.Brokers = strings.Split(v, ",")
+	}
+}
+
+func (c *Config) withDefaults() {
+	c.Processor = c.Processor.WithDefaults()
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:9464"
+	}
+	if c.State.Retention == 0 {
+		c.State.Retention = state.DefaultRetention
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// Validate names the first bad field, its value and what is allowed.
+func (c *Config) Validate() error {
+	if err := c.Processor.Validate(); err != nil {
+		return err
+	}
+	if c.State.Dir == "" {
+		return fmt.Errorf("state.dir: got \"\", expected a directory for the state store")
+	}
+	if c.State.Retention <= 0 {
+		return fmt.Errorf("state.retention: got %v, expected a duration > 0", c.State.Retention)
+	}
+	if err := c.Sinks.Prometheus.Validate(); err != nil {
+		return fmt.Errorf("sinks.prometheus: %w", err)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: got %q, expected one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: got %q, expected text or json", c.Log.Format)
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+	"github.com/pipetel/pipetel/telemetry"
+)
+
+// devSummary is the last line pipetel dev --tasks N prints.
+type devSummary struct {
+	Tasks             int     `json:"tasks"`
+	Completed         int     `json:"completed"`
+	Failed            int     `json:"failed"`
+	Retries           int64   `json:"retries"`
+	NetworkOperations int64   `json:"network_operations"`
+	P50Seconds        float64 `json:"p50_seconds"`
+	P99Seconds        float64 `json:"p99_seconds"`
+	Records           int64   `json:"records"`
+	RecordsPerSecond  float64 `json:"records_per_second"`
+	ElapsedSeconds    float64 `json:"elapsed_seconds"`
+}
+
+func devCommand(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	tasks := fs.Int("tasks", 0, "emit exactly this many tasks, wait until all are finished, print a JSON summary and exit (0: run until interrupted)")
+	rate := fs.Int("rate", 200, "tasks started per second when --tasks is 0")
+	workers := fs.Int("workers", 512, "concurrent synthetic tasks")
+	listen := fs.String("listen", "127.0.0.1:9464", "HTTP listen address for /metrics and the API")
+	partitions := fs.Int("partitions", 8, "partitions of each topic")
+	seed := fs.Uint64("seed", 1, "seed of the synthetic pipeline's choices")
+	verbose := fs.Bool("v", false, "log at info level (default: warnings only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *tasks < 0 {
+		return fmt.Errorf("--tasks: got %d, expected 0 or more", *tasks)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	tmp, err := os.MkdirTemp("", "pipetel-dev-")
+	if err != nil {
+		return fmt.Errorf("cannot create temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.SeedTopics(int32(*partitions), schemas.DefaultEventsTopic, schemas.DefaultNetworkTopic),
+		kfake.DataDir(filepath.Join(tmp, "broker")),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond),
+		kfake.AllowAutoTopicCreation(),
+	)
+	if err != nil {
+		return fmt.Errorf("cannot start embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	var cfg Config
+	cfg.Processor.Brokers = brokers
+	cfg.Processor.SessionTimeout = 2 * time.Second
+	cfg.Processor.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Processor.RebalanceTimeout = 2 * time.Second
+	cfg.State.Dir = filepath.Join(tmp, "state")
+	cfg.HTTP.Listen = *listen
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	a, err := newApp(cfg, log)
+	if err != nil {
+		return err
+	}
+	appCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
+	appDone := make(chan error, 1)
+	go func() { appDone <- a.run(appCtx) }()
+	stop := func() error {
+		stopApp()
+		return <-appDone
+	}
+	fmt.Fprintf(os.Stderr, "pipetel dev: embedded broker %v, metrics and API on http://%s (try /api/v1/events?status=failed, /api/v1/retries, /metrics)\n", brokers, a.Addr())
+	select {
+	case <-a.proc.Ready():
+	case err := <-appDone:
+		return fmt.Errorf("processor stopped before joining: %w", err)
+	case <-ctx.Done():
+		return stop()
+	}
+
+	producer, err := telemetry.NewProducer(brokers)
+	if err != nil {
+		return errors.Join(err, stop())
+	}
+	gen := newSynthetic(producer, *seed)
+	started := time.Now()
+	progress := newProgress(os.Stdout, a.store, gen, started)
+	progCtx, stopProgress := context.WithCancel(ctx)
+	progDone := make(chan struct{})
+	go func() { progress.run(progCtx); close(progDone) }()
+
+	var runErr error
+	if *tasks > 0 {
+		runErr = gen.runTasks(ctx, *tasks, *workers)
+	} else {
+		runErr = gen.runRate(ctx, *rate, *workers)
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	runErr = errors.Join(runErr, producer.Close(fctx))
+	cancel()
+	if runErr == nil && *tasks > 0 {
+		runErr = waitFinished(ctx, a.store, int64(*tasks), gen.networkOps.Load())
+	}
+	stopProgress()
+	<-progDone
+	if runErr != nil || *tasks == 0 {
+		if errors.Is(runErr, context.Canceled) {
+			runErr = nil
+		}
+		return errors.Join(runErr, stop())
+	}
+	elapsed := time.Since(started)
+	sum, err := summarize(a.store, *tasks)
+	if err != nil {
+		return errors.Join(err, stop())
+	}
+	sum.NetworkOperations = gen.networkOps.Load()
+	sum.Records = gen.records.Load()
+	sum.ElapsedSeconds = round3(elapsed.Seconds())
+	sum.RecordsPerSecond = round3(float64(sum.Records) / elapsed.Seconds())
+	if err := stop(); err != nil {
+		return err
+	}
+	line, _ := json.Marshal(sum)
+	fmt.Println(string(line))
+	return nil
+}
+
+// waitFinished waits until every task and network operation is finished.
+func waitFinished(ctx context.Context, store *state.Store, tasks, netOps int64) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ev, err := store.CountFinished(state.Events)
+		if err != nil {
+			return err
+		}
+		nw, err := store.CountFinished(state.Network)
+		if err != nil {
+			return err
+		}
+		if ev >= tasks && nw >= netOps {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted with %d of %d tasks finished: %w", ev, tasks, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// summarize reads every finished event once.
+func summarize(store *state.Store, tasks int) (devSummary, error) {
+	sum := devSummary{Tasks: tasks}
+	var durations []float64
+	cursor := ""
+	for {
+		page, err := store.Events(state.EventQuery{Limit: state.MaxLimit, Cursor: cursor})
+		if err != nil {
+			return sum, err
+		}
+		for _, m := range page.Items {
+			switch m.Status {
+			case schemas.StatusCompleted:
+				sum.Completed++
+			case schemas.StatusFailed:
+				sum.Failed++
+			}
+			sum.Retries += int64(m.RetryCount)
+			if m.DurationSeconds != nil {
+				durations = append(durations, *m.DurationSeconds)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	slices.Sort(durations)
+	sum.P50Seconds = round3(quantile(durations, 0.50))
+	sum.P99Seconds = round3(quantile(durations, 0.99))
+	return sum, nil
+}
+
+// quantile is the nearest-rank quantile of sorted values.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// progress prints one status line: rewritten in place on a terminal, plain
+// lines every few seconds otherwise.
+type progress struct {
+	out     io.Writer
+	tty     bool
+	store   *state.Store
+	gen     *synthetic
+	started time.Time
+}
+
+func newProgress(out *os.File, store *state.Store, gen *synthetic, started time.Time) *progress {
+	fi, err := out.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return &progress{out: out, tty: tty, store: store, gen: gen, started: started}
+}
+
+func (p *progress) run(ctx context.Context) {
+	every := 5 * time.Second
+	if p.tty {
+		every = 250 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if p.tty {
+				p.print()
+				fmt.Fprintln(p.out)
+			}
+			return
+		case <-t.C:
+			p.print()
+		}
+	}
+}
+
+func (p *progress) print() {
+	ev, _ := p.store.CountFinished(state.Events)
+	elapsed := time.Since(p.started).Seconds()
+	line := fmt.Sprintf("%6.1fs  tasks started %d  finished %d  open %d  network ops %d  records %d (%.0f/s)",
+		elapsed, p.gen.started.Load(), ev, p.store.OpenTasks(state.Events), p.gen.networkOps.Load(),
+		p.gen.records.Load(), float64(p.gen.records.Load())/elapsed)
+	if p.tty {
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(p.out, line)
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// runFlags are the flags of run and validate; a flag overrides the file.
+type runFlags struct {
+	config  string
+	brokers string
+	listen  string
+	dir     string
+	group   string
+}
+
+func parseRunFlags(name string, args []string) (runFlags, error) {
+	var f runFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&f.config, "config", "pipetel.yaml", "configuration file")
+	fs.StringVar(&f.brokers, "brokers", "", "comma-separated Kafka bootstrap addresses (overrides processor.brokers)")
+	fs.StringVar(&f.listen, "listen", "", "HTTP listen address (overrides http.listen)")
+	fs.StringVar(&f.dir, "state-dir", "", "state directory (overrides state.dir)")
+	fs.StringVar(&f.group, "group", "", "consumer group (overrides processor.group_id)")
+	return f, fs.Parse(args)
+}
+
+func (f runFlags) load() (Config, error) {
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.applyEnv()
+	if f.brokers != "" {
+		cfg.Processor.Brokers = strings.Split(f.brokers, ",")
+	}
+	if f.listen != "" {
+		cfg.HTTP.Listen = f.listen
+	}
+	if f.dir != "" {
+		cfg.State.Dir = f.dir
+	}
+	if f.group != "" {
+		cfg.Processor.GroupID = f.group
+	}
+	cfg.withDefaults()
+	return cfg, cfg.Validate()
+}
+
+func runCommand(ctx context.Context, args []string) error {
+	f, err := parseRunFlags("run", args)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	a, err := newApp(cfg, newLogger(cfg.Log))
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+func validateCommand(args []string) error {
+	f, err := parseRunFlags("validate", args)
+	if err != nil {
+		return err
+	}
+	if _, err := f.load(); err != nil {
+		return err
+	}
+	fmt.Printf("%s: valid\n", f.config)
+	return nil
+}
+
+func newLogger(c LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
