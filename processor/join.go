@@ -15,16 +15,22 @@ const maxTrackedRetries = 10_000
 type joinStats struct {
 	applied    int
 	duplicates int
+	late       int
 	finished   int
 }
 
 // applyEvent joins one event record into the state of its partition.
 // Applying the same record twice changes nothing: a record of a finished task
 // is ignored, a second start or end of a pending task is ignored, and a retry
-// is counted once per distinct record time.
+// is counted once per distinct record time. A retry of a finished task is
+// late: it is counted as such and not applied, because the finished metric
+// was already published.
 func applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
 	if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
-		if done {
+		switch {
+		case done && r.Kind == schemas.KindRetry:
+			st.late++
+		case done:
 			st.duplicates++
 		}
 		return err

@@ -12,6 +12,7 @@ type metrics struct {
 	consumed    *prometheus.CounterVec
 	invalid     *prometheus.CounterVec
 	duplicates  *prometheus.CounterVec
+	late        *prometheus.CounterVec
 	finished    *prometheus.CounterVec
 	lag         *prometheus.GaugeVec
 	commitLag   *prometheus.GaugeVec
@@ -31,6 +32,9 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 		}, []string{"topic", "code"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pipetel_duplicate_records_total", Help: "Valid records that changed nothing because the same record was already applied.",
+		}, []string{"topic"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipetel_late_records_total", Help: "Retry records that arrived after their task finished; not applied to the published metric.",
 		}, []string{"topic"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pipetel_finished_total", Help: "Event executions and network operations finished by this process.",
@@ -61,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, open, openNet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -71,6 +75,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	for _, t := range []string{cfg.EventsTopic, cfg.NetworkTopic} {
 		m.consumed.WithLabelValues(t)
 		m.duplicates.WithLabelValues(t)
+		m.late.WithLabelValues(t)
 		for _, code := range schemas.Codes {
 			m.invalid.WithLabelValues(t, string(code))
 		}

@@ -168,6 +168,7 @@ func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
 	c.applied = lastOffset
 	p.m.consumed.WithLabelValues(c.topic).Add(float64(len(batch)))
 	p.m.duplicates.WithLabelValues(c.topic).Add(float64(st.duplicates))
+	p.m.late.WithLabelValues(c.topic).Add(float64(st.late))
 	p.m.finished.WithLabelValues(c.unit.Stream.String()).Add(float64(st.finished))
 	p.m.applySecs.Observe(time.Since(started).Seconds())
 	return nil

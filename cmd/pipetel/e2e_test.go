@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// listAll pages through a list endpoint and returns every item.
+func listAll[T any](t *testing.T, a *runningApp, path string) []T {
+	t.Helper()
+	var all []T
+	cursor := ""
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	for pages := 0; ; pages++ {
+		var page state.Page[T]
+		url := path + sep + "limit=97"
+		if cursor != "" {
+			url += "&cursor=" + cursor
+		}
+		if code := a.getJSON(t, url, &page); code != http.StatusOK {
+			t.Fatalf("GET %s: status %d", url, code)
+		}
+		all = append(all, page.Items...)
+		if page.Next == "" {
+			return all
+		}
+		if pages > 10000 {
+			t.Fatalf("GET %s: pagination does not end", path)
+		}
+		cursor = page.Next
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, 4)
+	a := startApp(t, testConfig(b, tt, t.TempDir()))
+	clock := &fakeClock{}
+	p := newProducer(t, b, tt, clock)
+	s := scenario{prefix: "e2e", base: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	const n = 1000
+	s.emit(t, p, clock, 0, n)
+	want := s.expect(n)
+
+	// Repeated records change nothing: the same end, start and retry again.
+	clock.set(s.start(5).Add(s.duration(5)))
+	must(t, p.Logger().EndEvent(context.Background(), s.taskID(5), nil))
+	clock.set(s.start(9).Add(time.Microsecond))
+	must(t, p.Logger().RecordRetry(context.Background(), s.taskID(9)))
+	must(t, p.Flush(context.Background()))
+
+	// Invalid records are skipped, counted and dead-lettered.
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: tt.events, RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	invalid := []kafka.Message{
+		{Key: []byte("bad-1"), Value: []byte(`{"schema":"pipetel.event/v1","kind":"start","task_id":"bad-1","time":"yesterday","event_name":"x"}`)},
+		{Key: []byte("bad-2"), Value: []byte(`not json`)},
+		{Key: []byte("bad-3"), Value: []byte(`{"schema":"pipetel.event/v2","kind":"start","task_id":"bad-3"}`)},
+	}
+	must(t, w.WriteMessages(context.Background(), invalid...))
+
+	waitFor(t, 60*time.Second, "every task and operation finished and delivered", func() (bool, string) {
+		f := a.scrape(t)
+		ev := sumMetric(f, "pipetel_finished_total", map[string]string{"stream": "events"})
+		nw := sumMetric(f, "pipetel_finished_total", map[string]string{"stream": "network"})
+		bad := sumMetric(f, "pipetel_invalid_records_total", nil)
+		depth := sumMetric(f, "pipetel_outbox_depth", nil)
+		return ev == n && nw == float64(want.ops) && bad == 3 && depth == 0,
+			fmt.Sprintf("events %v network %v invalid %v outbox %v", ev, nw, bad, depth)
+	})
+
+	t.Run("events", func(t *testing.T) {
+		all := listAll[schemas.EventMetric](t, a, "/api/v1/events")
+		if len(all) != n {
+			t.Fatalf("listed %d events, want %d", len(all), n)
+		}
+		seen := map[string]bool{}
+		for _, m := range all {
+			if seen[m.TaskID] {
+				t.Fatalf("task %s listed twice", m.TaskID)
+			}
+			seen[m.TaskID] = true
+			var i int
+			fmt.Sscanf(strings.TrimPrefix(m.TaskID, "e2e-"), "%d", &i)
+			s.checkEvent(t, i, m)
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		failed := listAll[schemas.EventMetric](t, a, "/api/v1/events?status=failed")
+		if len(failed) != want.failed {
+			t.Fatalf("%d failed events, want %d", len(failed), want.failed)
+		}
+		for _, m := range failed {
+			if m.Status != schemas.StatusFailed || m.Error != "boom" {
+				t.Fatalf("not a failed event: %s", describe(m))
+			}
+		}
+	})
+	t.Run("slow", func(t *testing.T) {
+		slow := listAll[schemas.EventMetric](t, a, "/api/v1/events?slower_than=1.5s")
+		if len(slow) != want.slowerThan1500ms {
+			t.Fatalf("%d events slower than 1.5s, want %d", len(slow), want.slowerThan1500ms)
+		}
+		for _, m := range slow {
+			if *m.DurationSeconds <= 1.5 {
+				t.Fatalf("event of %vs listed as slower than 1.5s", *m.DurationSeconds)
+			}
+		}
+	})
+	t.Run("retries", func(t *testing.T) {
+		var got state.RetrySummary
+		a.getJSON(t, "/api/v1/retries", &got)
+		if got.TotalRetries != int64(want.retries) || got.EventsWithRetries != int64(want.withRetries) ||
+			got.MaxRetries != int64(want.maxRetries) || fmt.Sprint(got.EventsByRetryCount) != fmt.Sprint(want.byRetryCount) {
+			t.Fatalf("retries %+v, want total %d, with %d, max %d, by count %v", got, want.retries, want.withRetries, want.maxRetries, want.byRetryCount)
+		}
+	})
+	t.Run("network", func(t *testing.T) {
+		failed := listAll[schemas.NetworkMetric](t, a, "/api/v1/network?status=failed")
+		if len(failed) != want.opsFailed {
+			t.Fatalf("%d failed operations, want %d", len(failed), want.opsFailed)
+		}
+		slow := listAll[schemas.NetworkMetric](t, a, "/api/v1/network?slower_than=1s")
+		if len(slow) != want.opsSlowerThan1s {
+			t.Fatalf("%d operations slower than 1s, want %d", len(slow), want.opsSlowerThan1s)
+		}
+		var m schemas.NetworkMetric
+		if code := a.getJSON(t, "/api/v1/network/"+s.taskID(6)+"?op_id=q1", &m); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		if m.Host != "db.internal" || m.Port != 5432 || m.Operation != "db_query" || m.BytesSent != 6 || m.BytesReceived != 12 ||
+			*m.LatencySeconds != s.latency(6).Seconds() || m.Status != schemas.StatusCompleted {
+			t.Fatalf("operation of task 6: %s", describe(m))
+		}
+	})
+	t.Run("one event", func(t *testing.T) {
+		var m schemas.EventMetric
+		if code := a.getJSON(t, "/api/v1/events/"+s.taskID(7), &m); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+		s.checkEvent(t, 7, m)
+		var e map[string]string
+		if code := a.getJSON(t, "/api/v1/events/no-such-task", &e); code != http.StatusNotFound || e["error"] != `no event with task_id "no-such-task"` {
+			t.Fatalf("unknown task: %d %v", code, e)
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		f := a.scrape(t)
+		check := func(name string, labels map[string]string, want float64) {
+			t.Helper()
+			if got := sumMetric(f, name, labels); got != want {
+				t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+			}
+		}
+		check("event_duration_seconds", nil, n)
+		check("event_duration_seconds", map[string]string{"status": "failed"}, float64(want.failed))
+		check("event_retries_total", nil, float64(want.retries))
+		check("network_operations_total", map[string]string{"status": "failed"}, float64(want.opsFailed))
+		check("network_latency_seconds", nil, float64(want.ops))
+		check("pipetel_invalid_records_total", map[string]string{"code": "bad_time"}, 1)
+		check("pipetel_invalid_records_total", map[string]string{"code": "malformed_json"}, 1)
+		check("pipetel_invalid_records_total", map[string]string{"code": "unknown_schema"}, 1)
+		check("pipetel_duplicate_records_total", map[string]string{"topic": tt.events}, 1)
+		check("pipetel_late_records_total", map[string]string{"topic": tt.events}, 1)
+		check("pipetel_open_tasks", nil, 0)
+		check("pipetel_dead_letters_total", nil, 3)
+	})
+	t.Run("dead letters", func(t *testing.T) {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: 0, MaxWait: 500 * time.Millisecond})
+		defer r.Close()
+		got := map[string]string{}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// Dead letters keep the key, so with Murmur2 they may sit on any
+		// partition; read every partition until all three are found.
+		for part := 0; part < 4 && len(got) < 3; part++ {
+			pr := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: part, MaxWait: 500 * time.Millisecond})
+			for {
+				lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+				m, err := pr.ReadMessage(lctx)
+				lcancel()
+				if err != nil {
+					break
+				}
+				hdr := map[string]string{}
+				for _, h := range m.Headers {
+					hdr[h.Key] = string(h.Value)
+				}
+				got[string(m.Key)] = hdr["pipetel-error-code"] + "|" + hdr["pipetel-source-topic"]
+			}
+			pr.Close()
+		}
+		want := map[string]string{"bad-1": "bad_time|" + tt.events, "bad-2": "malformed_json|" + tt.events, "bad-3": "unknown_schema|" + tt.events}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("dead letters %v, want %v", got, want)
+		}
+	})
+}
