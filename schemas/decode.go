@@ -7,37 +7,39 @@ import (
 )
 
 // Decoder decodes record values strictly: a value must be exactly one JSON
-// object with exactly the fields of its schema and kind, each of the right
-// type and range. The zero Decoder is ready to use. A Decoder is a value
-// without state and safe for concurrent use.
+// object with exactly the fields of its schema and kind (see the package
+// documentation), each of the right type and range. The zero Decoder is ready
+// to use; a Decoder holds no state and is safe for concurrent use.
 //
-// Rules beyond the field tables in the package documentation:
-//   - The length is checked before anything is parsed (CodeOversized).
-//   - Syntax is checked next, over the whole value: RFC 8259 JSON, one value,
-//     only whitespace after it, nesting at most 100 levels (CodeMalformedJSON).
-//     A valid JSON value that is not an object is CodeWrongType with no Field.
+// The checks, in the order that decides which error a value gets:
+//   - The length, before anything is parsed (CodeOversized).
+//   - The syntax of the whole value: RFC 8259 JSON, one value, only
+//     whitespace after it, nesting at most 100 levels (CodeMalformedJSON). A
+//     valid JSON value that is not an object is CodeWrongType with no Field.
 //   - Duplicate field names are rejected (CodeDuplicateField) rather than
-//     resolved, since producers disagree on which one wins.
-//   - Then "schema" (CodeMissingField, CodeWrongType, CodeUnknownSchema), then
-//     "kind" (same codes, CodeUnknownKind), then fields that do not belong to
-//     the schema and kind, in input order (CodeUnknownField), then each field
-//     of the kind in the contract's order.
-//   - null is never accepted, for required and optional fields alike
-//     (CodeWrongType): an optional field is either absent or of its type.
-//   - Integers are JSON numbers without fraction or exponent: 1.0 and 1e3 are
-//     CodeWrongType. process_id, bytes_sent and bytes_received are 0..MaxInt64
-//     (CodeNegativeValue below, CodeOutOfRange above); port is 1..65535
-//     (CodeOutOfRange).
-//   - Strings must be valid UTF-8 and \u escapes must not leave a surrogate
-//     unpaired (CodeInvalidUTF8). task_id, event_name, host and operation must
-//     not be "" (CodeEmptyValue); pipeline_id, error and op_id may be.
-//   - time is checked by parseRFC3339's rules and must be within years
-//     0000..9999 in UTC and not 0001-01-01T00:00:00Z, the zero time.time
-//     (CodeBadTime). Decoded times are in UTC.
+//     resolved, since JSON parsers disagree on which one wins.
+//   - "schema" (CodeMissingField, CodeWrongType, CodeUnknownSchema), then
+//     "kind" (the same, with CodeUnknownKind; network records have no retry).
+//   - Fields that do not belong to the schema and kind, in input order
+//     (CodeUnknownField).
+//   - Each field of the kind in the contract's order: CodeMissingField for an
+//     absent required field; CodeWrongType for the wrong JSON type, for null
+//     (never accepted, for optional fields too: an optional field is either
+//     absent or of its type) and for integers written with a fraction or
+//     exponent (1.0, 1e3); CodeInvalidUTF8 for strings that are not UTF-8 or
+//     hold an unpaired surrogate escape; CodeEmptyValue for "" in task_id,
+//     event_name, host or operation; CodeNegativeValue and CodeOutOfRange for
+//     integers out of range (port 1..65535 is always CodeOutOfRange);
+//     CodeBadTime for a time that is not an RFC 3339 date-time.
+//
+// Times: "T" and "Z" may be lower case; at least one digit must follow ".";
+// digits beyond nine (nanoseconds) are truncated; leap seconds (:60) are
+// rejected, since time.Time cannot hold them; the time must be within years
+// 0000..9999 in UTC and not 0001-01-01T00:00:00Z, the zero time.Time that
+// Encode refuses. Decoded times are in UTC.
 //
 // Defaults: a network start without "operation" gets DefaultOperation; a
-// network record without "op_id" gets "". An event end with a non-empty
-// "error" marks a failure.
+// network record without "op_id" gets "".
 type Decoder struct {
 	// MaxBytes is the largest record value accepted; 0 or less means
 	// DefaultMaxRecordBytes.
@@ -629,9 +631,15 @@ func (p *parser) setField(r *Record, f field, m *member) *DecodeError {
 		if m.bad {
 			return &DecodeError{Code: CodeInvalidUTF8, Field: f.String(), Value: p.renderMember(m), Expected: expUTF8}
 		}
-		s := string(p.content(m.valStart+1, m.valEnd-1, m.esc))
-		if s == "" && t == tNonEmptyString {
+		c := p.content(m.valStart+1, m.valEnd-1, m.esc)
+		if len(c) == 0 && t == tNonEmptyString {
 			return &DecodeError{Code: CodeEmptyValue, Field: f.String(), Value: `""`, Expected: expNonEmptyString}
+		}
+		var s string
+		if f == fOperation && string(c) == DefaultOperation {
+			s = DefaultOperation // the common value, without an allocation
+		} else {
+			s = string(c)
 		}
 		switch f {
 		case fTaskID:

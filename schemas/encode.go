@@ -11,6 +11,10 @@ import (
 // Operation, zero BytesSent and BytesReceived), and time in UTC as RFC 3339
 // with nine fractional digits ("2024-05-01T12:00:00.500000000Z"). A rejected
 // Record yields a *DecodeError wrapping ErrInvalidRecord.
+//
+// Decode(Encode(r)) equals r except that Time comes back in UTC without a
+// monotonic clock reading, and that an empty Operation of a network start
+// comes back as DefaultOperation.
 func Encode(r Record) ([]byte, error) {
 	// Records are ~150-250 bytes; one allocation of this size covers most.
 	return AppendEncode(make([]byte, 0, 256), r)
