@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/state"
+)
+
+// TestGroupSplitAndRestart runs two instances in one group: they split the
+// partitions, and an instance restarted on its own state resumes from the
+// committed offsets, so across the group every record is consumed once and
+// every task finished once.
+func TestGroupSplitAndRestart(t *testing.T) {
+	const partitions = 8
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, partitions)
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	a := startApp(t, testConfig(b, tt, dirA))
+	inst := startApp(t, testConfig(b, tt, dirB))
+
+	split := func(x, y *runningApp) func() (bool, string) {
+		return func() (bool, string) {
+			ex, ey := x.store.Owned(state.Events), y.store.Owned(state.Events)
+			nx, ny := x.store.Owned(state.Network), y.store.Owned(state.Network)
+			ok := len(ex) > 0 && len(ey) > 0 && len(ex)+len(ey) == partitions && len(nx)+len(ny) == partitions
+			for _, p := range ex {
+				for _, q := range ey {
+					ok = ok && p != q
+				}
+			}
+			return ok, fmt.Sprintf("events %v | %v, network %v | %v", ex, ey, nx, ny)
+		}
+	}
+	waitFor(t, 60*time.Second, "two instances to split the partitions", split(a, inst))
+
+	clock := &fakeClock{}
+	p := newProducer(t, b, tt, clock)
+	s := scenario{prefix: "grp", base: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC)}
+	const phase1, phase2 = 400, 300
+	s.emit(t, p, clock, 0, phase1)
+
+	counts := func(apps ...*runningApp) (finished, consumed, commitLag float64) {
+		for _, x := range apps {
+			f := x.scrape(t)
+			finished += sumMetric(f, "pipetel_finished_total", map[string]string{"stream": "events"})
+			consumed += sumMetric(f, "pipetel_records_consumed_total", nil)
+			commitLag += sumMetric(f, "pipetel_commit_lag_records", nil)
+		}
+		return
+	}
+	records := func(n int) float64 { // records the scenario writes for tasks [0, n)
+		total := 0
+		for i := range n {
+			total += 2 + s.retries(i)
+			if s.hasOp(i) {
+				total += 2
+			}
+		}
+		return float64(total)
+	}
+	waitFor(t, 60*time.Second, "phase 1 finished and committed", func() (bool, string) {
+		f, c, lag := counts(a, inst)
+		return f == phase1 && c == records(phase1) && lag == 0, fmt.Sprintf("finished %v consumed %v (want %v) commit lag %v", f, c, records(phase1), lag)
+	})
+	firstF, firstC, _ := counts(inst)
+	must(t, inst.stop())
+	waitFor(t, 60*time.Second, "the remaining instance to own every partition", func() (bool, string) {
+		e, n := a.store.Owned(state.Events), a.store.Owned(state.Network)
+		return len(e) == partitions && len(n) == partitions, fmt.Sprintf("events %v network %v", e, n)
+	})
+
+	restarted := startApp(t, testConfig(b, tt, dirB))
+	waitFor(t, 60*time.Second, "the restarted instance to take its share", split(a, restarted))
+	s.emit(t, p, clock, phase1, phase1+phase2)
+	waitFor(t, 60*time.Second, "phase 2 finished", func() (bool, string) {
+		f, c, _ := counts(a, restarted)
+		f, c = f+firstF, c+firstC
+		return f == phase1+phase2 && c == records(phase1+phase2), fmt.Sprintf("finished %v consumed %v (want %v)", f, c, records(phase1+phase2))
+	})
+	// The totals stay exact once reached: nothing was applied twice.
+	f, c, _ := counts(a, restarted)
+	if f+firstF != phase1+phase2 || c+firstC != records(phase1+phase2) {
+		t.Fatalf("after the drain: finished %v consumed %v, want %d and %v", f+firstF, c+firstC, phase1+phase2, records(phase1+phase2))
+	}
+	// Every phase-2 task is queryable on exactly one instance.
+	for i := phase1; i < phase1+phase2; i++ {
+		_, inA, err := a.store.Event(s.taskID(i))
+		must(t, err)
+		_, inB, err := restarted.store.Event(s.taskID(i))
+		must(t, err)
+		if inA == inB {
+			t.Fatalf("task %d: on first instance %v, on restarted instance %v; want exactly one", i, inA, inB)
+		}
+	}
+}
