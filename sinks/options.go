@@ -1,0 +1,83 @@
+package sinks
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// Option tunes a publisher beyond its configuration file. Options that do not
+// apply to a publisher are ignored.
+type Option func(*options)
+
+type options struct {
+	retry     backoff
+	transport http.RoundTripper
+	now       func() time.Time
+}
+
+func newOptions(opts []Option) options {
+	o := options{
+		retry: backoff{attempts: 4, initial: 200 * time.Millisecond, max: 5 * time.Second},
+		now:   time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithRetry sets how a publisher retries inside one call (Elasticsearch items
+// refused with 429 or 5xx; Grafana Cloud pushes that failed with 429, 5xx or a
+// network error): at most attempts tries in all, waiting initial before the
+// second, doubling up to max, each wait shortened by a random part of up to
+// half. Default: 4 attempts, 200ms, 5s. attempts below 1 count as 1.
+func WithRetry(attempts int, initial, max time.Duration) Option {
+	return func(o *options) {
+		o.retry = backoff{attempts: attempts, initial: initial, max: max}
+	}
+}
+
+// WithTransport sets the HTTP transport. Default: a clone of
+// http.DefaultTransport carrying the configured TLS settings (ca_file,
+// insecure_skip_verify), which do not apply to a transport given here.
+// Elasticsearch's OpenSearch mode wraps whichever transport is used.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.transport = rt }
+}
+
+// WithClock sets the clock that stamps Grafana Cloud samples. Default
+// time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// backoff is exponential backoff with jitter, bounded by attempts.
+type backoff struct {
+	attempts     int
+	initial, max time.Duration
+}
+
+// more reports whether another try may follow try number done (1-based).
+func (b backoff) more(done int) bool { return done < b.attempts }
+
+// wait sleeps before the try after try number done, or returns ctx's error.
+func (b backoff) wait(ctx context.Context, done int) error {
+	d := b.initial
+	for i := 1; i < done && d < b.max; i++ {
+		d *= 2
+	}
+	d = min(d, b.max)
+	if d > 1 {
+		d -= rand.N(d / 2)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
