@@ -62,7 +62,7 @@ func Start(t testing.TB) *Broker {
 		if b.Kind == "kafka" {
 			what = "real Kafka broker at " + strings.Join(b.Addrs, ",")
 		}
-		fmt.Fprintf(os.Stderr, "testbroker: %s tests use the %s\n", packageOf(t), what)
+		Report(fmt.Sprintf("%s: Kafka tests use the %s", packageOf(t), what))
 	})
 	return b
 }
@@ -132,6 +132,22 @@ func (b *Broker) CreateTopics(t testing.TB, partitions int, topics ...string) {
 		case <-ctx.Done():
 			t.Fatalf("topics %v have no leaders after 30s (last error: %v)", topics, err)
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// EnvReport names a file that collects, one line each, which servers the
+// test packages used; make test prints it at the end, because go test hides
+// the output of packages that pass.
+const EnvReport = "PIPETEL_TEST_REPORT"
+
+// Report prints line to stderr and appends it to the report file, if any.
+func Report(line string) {
+	fmt.Fprintln(os.Stderr, line)
+	if path := os.Getenv(EnvReport); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
 		}
 	}
 }
