@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -15,6 +16,7 @@ type options struct {
 	retry     backoff
 	transport http.RoundTripper
 	now       func() time.Time
+	logger    *slog.Logger
 }
 
 func newOptions(opts []Option) options {
@@ -51,6 +53,12 @@ func WithTransport(rt http.RoundTripper) Option {
 // time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
+}
+
+// WithLogger sets where Grafana Cloud's Run reports failed pushes. Default
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
 }
 
 // backoff is exponential backoff with jitter, bounded by attempts.
