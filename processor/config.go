@@ -46,6 +46,10 @@ type Config struct {
 	// MaxOutboxDepth pauses fetching while any publisher's outbox holds
 	// more finished metrics than this. Default 1000000.
 	MaxOutboxDepth int64 `yaml:"max_outbox_depth"`
+	// AdvertiseHTTP is the address (host:port) other instances use to reach
+	// this instance's query API; it travels in the group's member metadata.
+	// Default: the HTTP listen address.
+	AdvertiseHTTP string `yaml:"advertise_http"`
 	// RetentionInterval is how often each partition removes finished
 	// metrics older than the store's retention. Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`

@@ -76,6 +76,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		RebalanceTimeout:  p.cfg.RebalanceTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		StartOffset:       kafka.FirstOffset,
+		GroupBalancers:    []kafka.GroupBalancer{advertisingBalancer{addr: p.cfg.AdvertiseHTTP}},
 		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { p.log.Warn(fmt.Sprintf(f, a...), "component", "consumer-group") }),
 	})
 	if err != nil {

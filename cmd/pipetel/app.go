@@ -54,6 +54,16 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a.store = store
 	a.closeFunc = append(a.closeFunc, store.Close)
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("cannot listen on %q: %w", cfg.HTTP.Listen, err)
+	}
+	a.listener = ln
+	a.closeFunc = append(a.closeFunc, func() error { ln.Close(); return nil }) // Shutdown may have closed it already
+	if cfg.Processor.AdvertiseHTTP == "" {
+		cfg.Processor.AdvertiseHTTP = ln.Addr().String()
+	}
 	proc, err := processor.New(cfg.Processor, store, a.reg, log)
 	if err != nil {
 		a.close()
@@ -67,12 +77,6 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	processor.NewAPI(store).Register(mux)
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		a.close()
-		return nil, fmt.Errorf("cannot listen on %q: %w", cfg.HTTP.Listen, err)
-	}
-	a.listener = ln
 	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	// Start order; runComponents stops them in reverse: the processor
