@@ -85,12 +85,38 @@ func offsetKey(u Unit) []byte {
 	return k
 }
 
-// netID is the identity of a network operation inside its task.
+// netID is the identity of a network operation inside its task: the task id,
+// a 0 byte, the op id. The decoder accepts NUL in ids, so a 0 byte inside the
+// task id is written as 0 0xff: 0xff never occurs in UTF-8, so it cannot start
+// an op id, and ("a\x00b", "") stays apart from ("a", "b\x00"). Ids without
+// NUL keep their plain form.
 func netID(taskID, opID string) []byte {
 	b := make([]byte, 0, len(taskID)+1+len(opID))
-	b = append(b, taskID...)
+	for i := 0; i < len(taskID); i++ {
+		b = append(b, taskID[i])
+		if taskID[i] == 0 {
+			b = append(b, 0xff)
+		}
+	}
 	b = append(b, 0)
 	return append(b, opID...)
+}
+
+// splitNetID is the inverse of netID.
+func splitNetID(id []byte) (taskID, opID string) {
+	task := make([]byte, 0, len(id))
+	for i := 0; i < len(id); i++ {
+		switch {
+		case id[i] != 0:
+			task = append(task, id[i])
+		case i+1 < len(id) && id[i+1] == 0xff:
+			task = append(task, 0)
+			i++
+		default:
+			return string(task), string(id[i+1:])
+		}
+	}
+	return string(task), ""
 }
 
 // ordered encodes a signed quantity so that byte order equals numeric order.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -122,7 +123,7 @@ func (s *Store) Events(q EventQuery) (Page[schemas.EventMetric], error) {
 	}
 	switch {
 	case q.SlowerThan > 0:
-		spans = indexSpans(tagEventDuration, parts, ordered(int64(q.SlowerThan)+1))
+		spans = slowerSpans(tagEventDuration, parts, q.SlowerThan)
 		load = func(txn *badger.Txn, k, _ []byte) (schemas.EventMetric, bool, error) {
 			return getFinished[schemas.EventMetric](txn, tagFinishedEvent, k[:6], k[14:])
 		}
@@ -167,12 +168,12 @@ func (s *Store) NetworkOps(q NetworkQuery) (Page[schemas.NetworkMetric], error) 
 	pendingLoad := func(_ *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
 		var pn PendingNetwork
 		err := decodeValue(k, v, &pn)
-		task, op, _ := bytes.Cut(k[6:], []byte{0})
-		return PendingNetworkMetric(string(task), string(op), pn), true, err
+		task, op := splitNetID(k[6:])
+		return PendingNetworkMetric(task, op, pn), true, err
 	}
 	switch {
 	case q.SlowerThan > 0:
-		spans = indexSpans(tagNetLatency, parts, ordered(int64(q.SlowerThan)+1))
+		spans = slowerSpans(tagNetLatency, parts, q.SlowerThan)
 		load = func(txn *badger.Txn, k, _ []byte) (schemas.NetworkMetric, bool, error) {
 			return getFinished[schemas.NetworkMetric](txn, tagFinishedNet, k[:6], k[14:])
 		}
@@ -243,6 +244,15 @@ func indexSpans(tag [2]byte, parts []int32, from []byte) []span {
 		spans = append(spans, span{start: append(append([]byte(nil), pre...), from...), end: prefixEnd(pre)})
 	}
 	return spans
+}
+
+// slowerSpans returns the spans of a duration index above d. Nothing exceeds
+// the largest duration, and d+1 would wrap around to the smallest.
+func slowerSpans(tag [2]byte, parts []int32, d time.Duration) []span {
+	if d == math.MaxInt64 {
+		return nil
+	}
+	return indexSpans(tag, parts, ordered(int64(d)+1))
 }
 
 func getFinished[T any](txn *badger.Txn, tag [2]byte, partPrefix, id []byte) (T, bool, error) {
