@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -142,7 +143,13 @@ func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 
 func parseDuration(v string) (time.Duration, error) {
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Duration(secs * float64(time.Second)), nil
+		// Converting NaN or an out-of-range float to an integer is
+		// implementation-defined in Go: reject them instead.
+		ns := secs * float64(time.Second)
+		if math.IsNaN(ns) || ns >= math.MaxInt64 || ns < math.MinInt64 {
+			return 0, fmt.Errorf("duration %q out of range", v)
+		}
+		return time.Duration(ns), nil
 	}
 	return time.ParseDuration(v)
 }
