@@ -40,7 +40,7 @@ func TestElasticsearchIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do := func(method, path string) (int, []byte) {
+	doCtx := func(ctx context.Context, method, path string) (int, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctx, method, path, nil)
 		if err != nil {
@@ -57,7 +57,15 @@ func TestElasticsearchIntegration(t *testing.T) {
 		}
 		return res.StatusCode, body
 	}
+	do := func(method, path string) (int, []byte) {
+		t.Helper()
+		return doCtx(ctx, method, path)
+	}
 	t.Cleanup(func() {
+		// ctx has ended by now.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		do := func(method, path string) { doCtx(ctx, method, path) }
 		for _, family := range []string{"events", "network"} {
 			for day := 1; day <= 3; day++ {
 				do("DELETE", fmt.Sprintf("/%s-%s-2024.05.%02d?ignore_unavailable=true", prefix, family, day))
