@@ -46,6 +46,9 @@ type Config struct {
 	// MaxOutboxDepth pauses fetching while any publisher's outbox holds
 	// more finished metrics than this. Default 1000000.
 	MaxOutboxDepth int64 `yaml:"max_outbox_depth"`
+	// DisableChangelog turns off the compacted changelog topics that make
+	// a partition's state movable between instances. Default false: on.
+	DisableChangelog bool `yaml:"disable_changelog"`
 	// AdvertiseHTTP is the address (host:port) other instances use to reach
 	// this instance's query API; it travels in the group's member metadata.
 	// Default: the HTTP listen address.

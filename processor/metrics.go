@@ -20,6 +20,10 @@ type metrics struct {
 	applySecs   prometheus.Histogram
 	paused      prometheus.Gauge
 	deadLetters prometheus.Counter
+
+	restoring      prometheus.Gauge
+	restoreRecords *prometheus.CounterVec
+	restoreSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*metrics, error) {
@@ -59,13 +63,23 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 			Name: "pipetel_dead_letters_total", Help: "Records written to the dead-letter topic.",
 		}),
 	}
+	m.restoring = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pipetel_restoring_partitions", Help: "Partitions whose state is being rebuilt from the changelog.",
+	})
+	m.restoreRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipetel_restored_records_total", Help: "Changelog records applied while restoring partition state.",
+	}, []string{"topic"})
+	m.restoreSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "pipetel_restore_seconds", Help: "Time to rebuild one partition's state from the changelog.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	})
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_tasks", Help: "Event executions with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Events)) })
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

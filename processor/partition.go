@@ -35,6 +35,14 @@ type decoded struct {
 func (c *partitionConsumer) run(ctx context.Context) {
 	p := c.p
 	log := p.log.With("topic", c.topic, "partition", c.unit.Partition)
+	if p.changelog != nil {
+		if err := c.prepareState(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Error("cannot prepare partition state from the changelog", "err", err)
+			}
+			return
+		}
+	}
 	if err := p.store.Own(c.unit); err != nil {
 		log.Error("cannot take partition", "err", err)
 		return

@@ -23,6 +23,8 @@ type Processor struct {
 	m       *metrics
 	decoder schemas.Decoder
 	dlq     *deadLetters
+	// changelog is nil when the operator disabled it.
+	changelog *changelog
 
 	loggedMu sync.Mutex
 	logged   map[string]bool // topic/code pairs already logged
@@ -31,8 +33,20 @@ type Processor struct {
 	ready     chan struct{}
 }
 
-// New builds a processor. cfg is completed with its defaults and validated.
-// The processor's metrics are registered on reg.
+// NewChangelog returns the changelog the store must be opened with, unless
+// cfg disables it (then nil): every unit change is written to a compacted
+// topic per input topic, named <group_id>-<topic>-changelog.
+func NewChangelog(cfg Config) state.Changelog {
+	cfg = cfg.WithDefaults()
+	if cfg.DisableChangelog {
+		return nil
+	}
+	return newChangelog(cfg)
+}
+
+// New builds a processor over store, which must have been opened with the
+// changelog NewChangelog returned for the same cfg. cfg is completed with
+// its defaults and validated. The processor's metrics are registered on reg.
 func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -45,8 +59,15 @@ func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("cannot register processor metrics: %w", err)
 	}
+	var cl *changelog
+	if !cfg.DisableChangelog {
+		var ok bool
+		if cl, ok = store.Changelog().(*changelog); !ok || cl == nil {
+			return nil, fmt.Errorf("cannot build processor: the state store was not opened with processor.NewChangelog (or set disable_changelog)")
+		}
+	}
 	return &Processor{
-		cfg: cfg, store: store, log: log, m: m,
+		cfg: cfg, store: store, log: log, m: m, changelog: cl,
 		decoder: schemas.Decoder{MaxBytes: cfg.MaxRecordBytes},
 		dlq:     newDeadLetters(cfg, m),
 		logged:  map[string]bool{},
@@ -64,6 +85,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer p.dlq.close()
 	if p.cfg.CreateTopics {
 		if err := ensureTopics(ctx, p.cfg); err != nil {
+			return err
+		}
+	}
+	if p.changelog != nil {
+		if err := p.changelog.ensure(ctx); err != nil {
 			return err
 		}
 	}

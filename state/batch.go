@@ -23,6 +23,9 @@ type Batch struct {
 	retryStats   *RetryStats // loaded on first use, written by flush
 	retryDirty   bool
 	outboxAdded  int64
+
+	changes  []Change       // for the changelog, last write of each key
+	changeAt map[string]int // key → index in changes
 }
 
 // Unit returns the unit the batch writes to.
@@ -36,7 +39,7 @@ func (b *Batch) Offset() (int64, bool, error) {
 // SetOffset records off as the last input record applied; it commits with
 // the state changes of the same batch.
 func (b *Batch) SetOffset(off int64) error {
-	return b.txn.Set(offsetKey(b.unit), int64Bytes(off))
+	return b.set(offsetKey(b.unit), int64Bytes(off))
 }
 
 // PendingEvent returns the pending state of task, if any.
@@ -58,7 +61,7 @@ func (b *Batch) PutPendingEvent(taskID string, pe PendingEvent, isNew bool) erro
 // DeletePendingEvent removes the pending state of task.
 func (b *Batch) DeletePendingEvent(taskID string) error {
 	b.pendingDelta--
-	return b.txn.Delete(key(tagPendingEvent, b.unit.Partition, []byte(taskID)))
+	return b.del(key(tagPendingEvent, b.unit.Partition, []byte(taskID)))
 }
 
 // FinishedEvent returns the finished metric of task, if any.
@@ -78,16 +81,16 @@ func (b *Batch) FinishEvent(m schemas.EventMetric) error {
 		return err
 	}
 	if m.Status != schemas.StatusCompleted {
-		if err := b.txn.Set(key(tagEventFailed, p, id), nil); err != nil {
+		if err := b.set(key(tagEventFailed, p, id), nil); err != nil {
 			return err
 		}
 	}
 	if m.DurationSeconds != nil {
-		if err := b.txn.Set(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id), nil); err != nil {
+		if err := b.set(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id), nil); err != nil {
 			return err
 		}
 	}
-	if err := b.txn.Set(key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
+	if err := b.set(key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
 		return err
 	}
 	if err := b.loadRetryStats(); err != nil {
@@ -116,7 +119,7 @@ func (b *Batch) PutPendingNetwork(taskID, opID string, pn PendingNetwork, isNew 
 // DeletePendingNetwork removes the pending state of a network operation.
 func (b *Batch) DeletePendingNetwork(taskID, opID string) error {
 	b.pendingDelta--
-	return b.txn.Delete(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)))
+	return b.del(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)))
 }
 
 // FinishedNetwork returns the finished metric of a network operation, if any.
@@ -135,16 +138,16 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 		return err
 	}
 	if m.Status != schemas.StatusCompleted {
-		if err := b.txn.Set(key(tagNetFailed, p, id), nil); err != nil {
+		if err := b.set(key(tagNetFailed, p, id), nil); err != nil {
 			return err
 		}
 	}
 	if m.LatencySeconds != nil {
-		if err := b.txn.Set(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id), nil); err != nil {
+		if err := b.set(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id), nil); err != nil {
 			return err
 		}
 	}
-	if err := b.txn.Set(key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
+	if err := b.set(key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
 		return err
 	}
 	return b.enqueue(outboxItem{Network: &m})
@@ -166,7 +169,7 @@ func (b *Batch) put(k []byte, v any) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode value of key %q: %w", k, err)
 	}
-	return b.txn.Set(k, data)
+	return b.set(k, data)
 }
 
 func (b *Batch) loadRetryStats() error {
@@ -198,7 +201,7 @@ func (b *Batch) flush() error {
 		if err != nil {
 			return err
 		}
-		if err := b.txn.Set(k, int64Bytes(n+b.pendingDelta)); err != nil {
+		if err := b.set(k, int64Bytes(n+b.pendingDelta)); err != nil {
 			return err
 		}
 	}

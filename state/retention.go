@@ -50,7 +50,7 @@ func (s *Store) ExpireFinished(ctx context.Context, u Unit, before time.Time) (i
 			it.Close()
 			for _, xk := range keys {
 				id := xk[len(pre)+8:]
-				if err := b.txn.Delete(xk); err != nil {
+				if err := b.del(xk); err != nil {
 					return err
 				}
 				if err := b.deleteFinished(finTag, id); err != nil {
@@ -80,11 +80,11 @@ func (b *Batch) deleteFinished(finTag [2]byte, id []byte) error {
 			return err
 		}
 		if m.DurationSeconds != nil {
-			if err := b.txn.Delete(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id)); err != nil {
+			if err := b.del(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id)); err != nil {
 				return err
 			}
 		}
-		if err := b.txn.Delete(key(tagEventFailed, p, id)); err != nil {
+		if err := b.del(key(tagEventFailed, p, id)); err != nil {
 			return err
 		}
 		if err := b.loadRetryStats(); err != nil {
@@ -92,7 +92,7 @@ func (b *Batch) deleteFinished(finTag [2]byte, id []byte) error {
 		}
 		b.retryStats.add(m.RetryCount, -1)
 		b.retryDirty = true
-		return b.txn.Delete(fk)
+		return b.del(fk)
 	}
 	var m schemas.NetworkMetric
 	found, err := b.get(fk, &m)
@@ -100,12 +100,12 @@ func (b *Batch) deleteFinished(finTag [2]byte, id []byte) error {
 		return err
 	}
 	if m.LatencySeconds != nil {
-		if err := b.txn.Delete(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id)); err != nil {
+		if err := b.del(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id)); err != nil {
 			return err
 		}
 	}
-	if err := b.txn.Delete(key(tagNetFailed, p, id)); err != nil {
+	if err := b.del(key(tagNetFailed, p, id)); err != nil {
 		return err
 	}
-	return b.txn.Delete(fk)
+	return b.del(fk)
 }

@@ -33,6 +33,9 @@ type Options struct {
 	// which costs little because transactions hold about a thousand
 	// operations.
 	NoSync bool
+	// Changelog, when set, receives every committed change of every unit,
+	// so that a unit's state can be rebuilt on another instance.
+	Changelog Changelog
 	// Logger receives Badger's warnings and errors. Nil discards them.
 	Logger *slog.Logger
 }
@@ -223,6 +226,9 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 			return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
 		}
 		b.afterCommit()
+		if err := b.logChanges(ctx); err != nil {
+			return fmt.Errorf("cannot log state of %s partition %d: %w", u.Stream, u.Partition, err)
+		}
 		return nil
 	}
 }
@@ -241,3 +247,6 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+// Changelog returns the changelog the store was opened with, or nil.
+func (s *Store) Changelog() Changelog { return s.opts.Changelog }

@@ -48,7 +48,10 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	for i, p := range pubs {
 		names[i] = p.Name()
 	}
-	store, err := state.Open(state.Options{Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync, Publishers: names, Logger: log})
+	store, err := state.Open(state.Options{
+		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync,
+		Publishers: names, Logger: log, Changelog: processor.NewChangelog(cfg.Processor),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -70,13 +73,21 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.proc = proc
+	// The API answers for the whole group: it finds the other instances
+	// by the addresses they advertise in the group's member metadata.
+	cluster, err := processor.NewCluster(cfg.Processor)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.closeFunc = append(a.closeFunc, cluster.Close)
 	dead := sinks.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic)
 	a.closeFunc = append(a.closeFunc, dead.Close)
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	processor.NewAPI(store).Register(mux)
+	processor.NewAPI(store, processor.WithCluster(cluster)).Register(mux)
 	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	// Start order; runComponents stops them in reverse: the processor

@@ -1,0 +1,89 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// prepareState makes the unit's local state equal to its changelog before
+// any input record is applied: it keeps local state that is current,
+// snapshots local state that predates the log, and otherwise rebuilds the
+// unit from the log.
+func (c *partitionConsumer) prepareState(ctx context.Context) error {
+	p := c.p
+	log := p.changelog
+	end, err := log.end(ctx, c.unit)
+	if err != nil {
+		return err
+	}
+	current, err := p.store.IsCurrent(c.unit, end)
+	if err != nil || current {
+		return err
+	}
+	has, err := p.store.HasState(c.unit)
+	if err != nil {
+		return err
+	}
+	if end == 0 && has {
+		p.log.Info("changelog is empty: logging the local state", "topic", c.topic, "partition", c.unit.Partition)
+		return p.store.Snapshot(ctx, c.unit)
+	}
+	return c.restore(ctx, end)
+}
+
+// restore rebuilds the unit from changelog records [first, end).
+func (c *partitionConsumer) restore(ctx context.Context, end int64) error {
+	p := c.p
+	topic := p.changelog.topics[c.unit.Stream]
+	started := time.Now()
+	p.m.restoring.Inc()
+	defer p.m.restoring.Dec()
+	r, err := p.store.BeginRestore(c.unit)
+	if err != nil {
+		return err
+	}
+	defer r.Cancel()
+	if end > 0 {
+		reader := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: p.cfg.Brokers, Topic: topic, Partition: int(c.unit.Partition),
+			MinBytes: 1, MaxBytes: 2 * changelogMaxBytes, MaxWait: 500 * time.Millisecond,
+		})
+		defer reader.Close()
+		if err := reader.SetOffset(kafka.FirstOffset); err != nil {
+			return err
+		}
+		nextLog := time.Now().Add(2 * time.Second)
+		for {
+			m, err := reader.FetchMessage(ctx)
+			if err != nil {
+				return err
+			}
+			ch, err := decodeChange(m.Key, m.Value)
+			if err != nil {
+				return err
+			}
+			if err := r.Apply(ch); err != nil {
+				return err
+			}
+			if time.Now().After(nextLog) {
+				p.log.Info("restoring partition state", "changelog", topic, "partition", c.unit.Partition,
+					"offset", m.Offset, "end", end, "records", r.Records())
+				nextLog = time.Now().Add(2 * time.Second)
+			}
+			if m.Offset >= end-1 {
+				break
+			}
+		}
+	}
+	if err := r.Finish(end - 1); err != nil {
+		return err
+	}
+	took := time.Since(started)
+	p.m.restoreRecords.WithLabelValues(c.topic).Add(float64(r.Records()))
+	p.m.restoreSeconds.Observe(took.Seconds())
+	p.log.Info("restored partition state from changelog", "changelog", topic, "partition", c.unit.Partition,
+		"records", r.Records(), "took", took.Round(time.Millisecond))
+	return nil
+}
