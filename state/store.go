@@ -62,6 +62,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.Retention == 0 {
 		opts.Retention = DefaultRetention
 	}
+	valueThreshold := int64(1 << 10)
+	if opts.Dir == "" {
+		// In memory there is no value log: Badger rejects any value above
+		// the threshold, so a pending task with a 1 KB error would fail.
+		valueThreshold = 1 << 20
+	}
 	bo := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.Dir == "").
 		WithSyncWrites(!opts.NoSync).
@@ -73,7 +79,7 @@ func Open(opts Options) (*Store, error) {
 		WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(16 << 20).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(valueThreshold).
 		WithLogger(badgerLogger{opts.Logger})
 	if opts.Dir != "" {
 		if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
