@@ -37,13 +37,14 @@ func (r esRequest) lines() []string {
 type fakeES struct {
 	srv       *httptest.Server
 	noProduct bool
+	discard   bool // keep no requests (benchmarks)
 	respond   func(n int, r esRequest) (int, string)
 
 	mu   sync.Mutex
 	reqs []esRequest
 }
 
-func newFakeES(t *testing.T, respond func(n int, r esRequest) (int, string)) *fakeES {
+func newFakeES(t testing.TB, respond func(n int, r esRequest) (int, string)) *fakeES {
 	t.Helper()
 	f := &fakeES{respond: respond}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +65,9 @@ func newFakeES(t *testing.T, respond func(n int, r esRequest) (int, string)) *fa
 		req := esRequest{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), body: string(data)}
 		f.mu.Lock()
 		n := len(f.reqs)
-		f.reqs = append(f.reqs, req)
+		if !f.discard {
+			f.reqs = append(f.reqs, req)
+		}
 		f.mu.Unlock()
 		status, resp := f.respond(n, req)
 		if !f.noProduct {
