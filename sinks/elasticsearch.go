@@ -232,13 +232,13 @@ func (e *Elasticsearch) Config() ElasticsearchConfig { return e.cfg }
 // Setup installs (or replaces) the composable index template
 // _index_template/<prefix> that maps both index families. Call it once at
 // start; indices created before it keep their dynamic mappings.
-func (e *Elasticsearch) Setup(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+func (e *Elasticsearch) Setup(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, e.cfg.Timeout)
 	defer cancel()
 	res, err := e.client.Indices.PutIndexTemplate(e.cfg.IndexPrefix, bytes.NewReader(e.indexTemplate()),
 		e.client.Indices.PutIndexTemplate.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("cannot install elasticsearch index template %q: %w", e.cfg.IndexPrefix, e.requestError(ctx, err))
+		return fmt.Errorf("cannot install elasticsearch index template %q: %w", e.cfg.IndexPrefix, e.requestError(parent, err))
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
@@ -441,7 +441,7 @@ func (e *Elasticsearch) publish(ctx context.Context, what string, docs []bulkDoc
 }
 
 // bulk sends one _bulk request and returns one result per document.
-func (e *Elasticsearch) bulk(ctx context.Context, docs []bulkDoc) ([]bulkResult, error) {
+func (e *Elasticsearch) bulk(parent context.Context, docs []bulkDoc) ([]bulkResult, error) {
 	var body bytes.Buffer
 	ids := make([]string, len(docs))
 	for i, d := range docs {
@@ -453,12 +453,12 @@ func (e *Elasticsearch) bulk(ctx context.Context, docs []bulkDoc) ([]bulkResult,
 		body.WriteByte('\n')
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(parent, e.cfg.Timeout)
 	defer cancel()
 	res, err := e.client.Bulk(&body, e.client.Bulk.WithContext(ctx),
 		e.client.Bulk.WithFilterPath("errors", "items.*._id", "items.*.status", "items.*.error"))
 	if err != nil {
-		return nil, e.requestError(ctx, err)
+		return nil, e.requestError(parent, err)
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxBulkResponse+1))
@@ -479,13 +479,15 @@ type bulkAction struct {
 	ID    string `json:"_id"`
 }
 
-// requestError classifies an error from the client, which got no response.
-func (e *Elasticsearch) requestError(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		if errors.Is(err, ctx.Err()) {
+// requestError classifies an error from the client, which got no response;
+// parent is the caller's context, not the one bounded by Timeout, whose expiry
+// is a network error like any other.
+func (e *Elasticsearch) requestError(parent context.Context, err error) error {
+	if parent.Err() != nil {
+		if errors.Is(err, parent.Err()) {
 			return err
 		}
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		return fmt.Errorf("%w (%v)", parent.Err(), err)
 	}
 	if strings.Contains(err.Error(), "server is not Elasticsearch") {
 		// The v8 client's product check; retryable, since the cause is the

@@ -447,3 +447,27 @@ metrics:
 		t.Errorf("printed config shows the api key: %s", s)
 	}
 }
+
+func TestRemoteWriteDropsEmptyLabels(t *testing.T) {
+	r := newReceiver(t)
+	g := newTestGrafana(t, r, GrafanaCloudConfig{})
+	g2, err := NewGrafanaCloud(g.Config(), WithClock(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = g2.PublishEvents(context.Background(), []schemas.EventMetric{{Status: schemas.StatusFailed}})
+	if err := g2.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range r.requests()[0] {
+		got = append(got, render(s))
+	}
+	want := []string{
+		`{__name__="event_retries_total",instance="it-1"} 0 @1704067200000`,
+		`{__name__="events_total",instance="it-1",status="failed"} 1 @1704067200000`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("series:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

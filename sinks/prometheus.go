@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -227,12 +229,12 @@ func (p *Prometheus) PublishNetwork(ctx context.Context, metrics []schemas.Netwo
 func (p *Prometheus) addEvents(metrics []schemas.EventMetric) {
 	for i := range metrics {
 		m := &metrics[i]
-		status := string(m.Status)
-		p.eventsTotal.WithLabelValues(m.EventName, status).Inc()
+		name, status := labelValue(m.EventName), labelValue(string(m.Status))
+		p.eventsTotal.WithLabelValues(name, status).Inc()
 		// Add even 0 so that every event name has a retries series.
-		p.eventRetries.WithLabelValues(m.EventName).Add(float64(max(m.RetryCount, 0)))
+		p.eventRetries.WithLabelValues(name).Add(float64(max(m.RetryCount, 0)))
 		if d, ok := seconds(m.DurationSeconds); ok {
-			p.eventDuration.WithLabelValues(m.EventName, status).Observe(d)
+			p.eventDuration.WithLabelValues(name, status).Observe(d)
 		}
 	}
 }
@@ -242,14 +244,15 @@ func (p *Prometheus) addNetwork(metrics []schemas.NetworkMetric) {
 		m := &metrics[i]
 		var host []string
 		if p.cfg.HostLabel {
-			host = []string{p.hostLabel(m.Host)}
+			host = []string{p.hostLabel(labelValue(m.Host))}
 		}
 		labels := func(values ...string) []string { return append(values, host...) }
-		p.netOps.WithLabelValues(labels(m.Operation, string(m.Status))...).Inc()
-		p.netBytes.WithLabelValues(labels(m.Operation, "sent")...).Add(float64(max(m.BytesSent, 0)))
-		p.netBytes.WithLabelValues(labels(m.Operation, "received")...).Add(float64(max(m.BytesReceived, 0)))
+		op := labelValue(m.Operation)
+		p.netOps.WithLabelValues(labels(op, labelValue(string(m.Status)))...).Inc()
+		p.netBytes.WithLabelValues(labels(op, "sent")...).Add(float64(max(m.BytesSent, 0)))
+		p.netBytes.WithLabelValues(labels(op, "received")...).Add(float64(max(m.BytesReceived, 0)))
 		if d, ok := seconds(m.LatencySeconds); ok {
-			p.netLatency.WithLabelValues(labels(m.Operation)...).Observe(d)
+			p.netLatency.WithLabelValues(labels(op)...).Observe(d)
 		}
 	}
 }
@@ -267,6 +270,15 @@ func (p *Prometheus) hostLabel(host string) string {
 	}
 	p.hosts[host] = struct{}{}
 	return host
+}
+
+// labelValue makes s a valid label value: WithLabelValues panics on invalid
+// UTF-8, which JSON-decoded strings never hold but other callers might.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // seconds returns a duration to observe: none for nil, NaN or ±Inf, 0 for

@@ -288,3 +288,20 @@ func TestPrometheusPromtool(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s\nexposition:\n%s", err, out, text.String())
 	}
 }
+
+func TestPrometheusInvalidUTF8(t *testing.T) {
+	p, _ := newTestPrometheus(t, PrometheusConfig{HostLabel: true})
+	ctx := context.Background()
+	if err := p.PublishEvents(ctx, []schemas.EventMetric{{EventName: "bad\xff", Status: schemas.StatusCompleted}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishNetwork(ctx, []schemas.NetworkMetric{{Host: "h\xfe", Operation: "op\xff", Status: schemas.StatusCompleted}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(p.eventsTotal.WithLabelValues("bad\uFFFD", "completed")); got != 1 {
+		t.Errorf("events_total{event_name=bad\\uFFFD} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.netOps.WithLabelValues("op\uFFFD", "completed", "h\uFFFD")); got != 1 {
+		t.Errorf("network_operations_total = %v, want 1", got)
+	}
+}

@@ -67,7 +67,10 @@ func familiesToSeries(mfs []*dto.MetricFamily, extra []rwLabel, ts int64) []rwSe
 		ls := make([]rwLabel, 0, len(labels)+len(extra)+len(more)+1)
 		ls = append(ls, rwLabel{"__name__", name})
 		for _, l := range labels {
-			ls = append(ls, rwLabel{l.GetName(), l.GetValue()})
+			// An empty value means no label, as when Prometheus scrapes.
+			if l.GetValue() != "" {
+				ls = append(ls, rwLabel{l.GetName(), l.GetValue()})
+			}
 		}
 		ls = append(ls, more...)
 		for _, e := range extra {
