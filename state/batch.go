@@ -24,6 +24,9 @@ type Batch struct {
 	retryDirty   bool
 	outboxAdded  int64
 
+	aggs      *Aggregates // loaded on first use, written by flush
+	aggsDirty bool
+
 	changes  []Change       // for the changelog, last write of each key
 	changeAt map[string]int // key → index in changes
 }
@@ -98,6 +101,9 @@ func (b *Batch) FinishEvent(m schemas.EventMetric) error {
 	}
 	b.retryStats.add(m.RetryCount, 1)
 	b.retryDirty = true
+	if err := b.aggregateEvent(m); err != nil {
+		return err
+	}
 	return b.enqueue(outboxItem{Event: &m})
 }
 
@@ -150,6 +156,9 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 	if err := b.set(key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
 		return err
 	}
+	if err := b.aggregateNetwork(m); err != nil {
+		return err
+	}
 	return b.enqueue(outboxItem{Network: &m})
 }
 
@@ -188,6 +197,11 @@ func (b *Batch) loadRetryStats() error {
 func (b *Batch) flush() error {
 	if b.retryDirty {
 		if err := b.put(prefix(tagRetryStats, b.unit.Partition), b.retryStats.counts); err != nil {
+			return err
+		}
+	}
+	if b.aggsDirty {
+		if err := b.put(prefix(tagAggregates, b.unit.Partition), b.aggs); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,11 @@ type Options struct {
 	// which costs little because transactions hold about a thousand
 	// operations.
 	NoSync bool
+	// DurationBuckets and LatencyBuckets are the upper bounds (seconds) of
+	// the event duration and network latency histograms kept in each unit's
+	// aggregates. Defaults DefaultDurationBuckets and DefaultLatencyBuckets.
+	DurationBuckets []float64
+	LatencyBuckets  []float64
 	// Changelog, when set, receives every committed change of every unit,
 	// so that a unit's state can be rebuilt on another instance.
 	Changelog Changelog
@@ -48,6 +53,8 @@ type Store struct {
 	db   *badger.DB
 	opts Options
 	seq  *badger.Sequence
+
+	durationBounds, latencyBounds []float64
 
 	mu       sync.Mutex
 	owned    map[Unit]bool
@@ -101,6 +108,9 @@ func Open(opts Options) (*Store, error) {
 		pending: map[Unit]int64{},
 		depth:   map[string]int64{},
 		notify:  map[string]chan struct{}{},
+
+		durationBounds: orDefault(opts.DurationBuckets, DefaultDurationBuckets),
+		latencyBounds:  orDefault(opts.LatencyBuckets, DefaultLatencyBuckets),
 	}
 	for _, name := range opts.Publishers {
 		n, err := s.countOutbox(name)
@@ -256,3 +266,10 @@ func (badgerLogger) Debugf(string, ...any) {}
 
 // Changelog returns the changelog the store was opened with, or nil.
 func (s *Store) Changelog() Changelog { return s.opts.Changelog }
+
+func orDefault(b, def []float64) []float64 {
+	if len(b) == 0 {
+		return slices.Clone(def)
+	}
+	return slices.Clone(b)
+}

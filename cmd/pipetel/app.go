@@ -37,7 +37,8 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var pubs []sinks.Publisher
-	if cfg.Sinks.Prometheus.Enabled == nil || *cfg.Sinks.Prometheus.Enabled {
+	promOn := cfg.Sinks.Prometheus.Enabled == nil || *cfg.Sinks.Prometheus.Enabled
+	if promOn && cfg.Sinks.Prometheus.Mode == "process" {
 		p, err := sinks.NewPrometheus(a.reg, cfg.Sinks.Prometheus.PrometheusConfig)
 		if err != nil {
 			return nil, fmt.Errorf("cannot build prometheus publisher: %w", err)
@@ -51,11 +52,15 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	store, err := state.Open(state.Options{
 		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync,
 		Publishers: names, Logger: log, Changelog: processor.NewChangelog(cfg.Processor),
+		DurationBuckets: cfg.Sinks.Prometheus.DurationBuckets, LatencyBuckets: cfg.Sinks.Prometheus.LatencyBuckets,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.store = store
+	if promOn && cfg.Sinks.Prometheus.Mode == "state" {
+		a.reg.MustRegister(sinks.NewStateMetrics(store))
+	}
 	a.closeFunc = append(a.closeFunc, store.Close)
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {

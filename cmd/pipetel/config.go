@@ -48,10 +48,16 @@ type SinksConfig struct {
 	Delivery   sinks.DeliveryConfig `yaml:"delivery"`
 }
 
-// PrometheusSink is the Prometheus publisher, served on /metrics.
+// PrometheusSink is the Prometheus exposition of finished metrics on
+// /metrics.
 type PrometheusSink struct {
 	// Enabled defaults to true.
-	Enabled                *bool `yaml:"enabled"`
+	Enabled *bool `yaml:"enabled"`
+	// Mode is "state" (default): counters and histograms are partition
+	// state, exact across restarts and partition moves, with a partition
+	// label; or "process": kept in process memory, fed from an outbox, which
+	// offers native histograms and the host label but resets on restart.
+	Mode                   string `yaml:"mode"`
 	sinks.PrometheusConfig `yaml:",inline"`
 }
 
@@ -94,6 +100,9 @@ func (c *Config) withDefaults() {
 	if c.State.Retention == 0 {
 		c.State.Retention = state.DefaultRetention
 	}
+	if c.Sinks.Prometheus.Mode == "" {
+		c.Sinks.Prometheus.Mode = "state"
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -112,6 +121,11 @@ func (c *Config) Validate() error {
 	}
 	if c.State.Retention <= 0 {
 		return fmt.Errorf("state.retention: got %v, expected a duration > 0", c.State.Retention)
+	}
+	switch c.Sinks.Prometheus.Mode {
+	case "state", "process":
+	default:
+		return fmt.Errorf("sinks.prometheus.mode: got %q, expected state or process", c.Sinks.Prometheus.Mode)
 	}
 	if err := c.Sinks.Prometheus.Validate(); err != nil {
 		return fmt.Errorf("sinks.prometheus: %w", err)
