@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -135,11 +136,15 @@ func (p *Producer) send(ctx context.Context, topic string, r schemas.Record) err
 		return fmt.Errorf("cannot send %s record for task %q: waiting for in-flight room: %w", r.Kind, r.TaskID, err)
 	}
 	f := &inflight{rec: r, epoch: p.begin()}
+	// The Kafka timestamp is the wall clock at hand-over, not the record's
+	// time: brokers reject timestamps more than an hour ahead
+	// (log.message.timestamp.after.max.ms) and retention counts from it, so a
+	// replay of old records must not carry their old times there.
 	err = p.writer.WriteMessages(ctx, kafka.Message{
 		Topic:      topic,
 		Key:        []byte(r.TaskID),
 		Value:      value,
-		Time:       r.Time,
+		Time:       time.Now(),
 		WriterData: f,
 	})
 	if err == nil {
