@@ -1,12 +1,15 @@
 package processor
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,13 +17,30 @@ import (
 	"github.com/pipetel/pipetel/state"
 )
 
-// API serves the query endpoints over the partitions this instance owns.
+// API serves the query endpoints. Alone it answers from the partitions its
+// store owns; with a Cluster it answers for the whole consumer group: a
+// single task is asked of the instance that serves its partition, and lists
+// and retry statistics are gathered from every instance.
 type API struct {
-	store *state.Store
+	store   *state.Store
+	cluster *Cluster
 }
 
+// APIOption configures NewAPI.
+type APIOption func(*API)
+
+// WithCluster makes the API answer for the whole consumer group through c.
+// Default: none, the API answers from its store alone.
+func WithCluster(c *Cluster) APIOption { return func(a *API) { a.cluster = c } }
+
 // NewAPI returns the query API over store.
-func NewAPI(store *state.Store) *API { return &API{store: store} }
+func NewAPI(store *state.Store, opts ...APIOption) *API {
+	a := &API{store: store}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
@@ -67,6 +87,9 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found {
+		if a.routeElsewhere(w, r, state.Events, id) {
+			return
+		}
 		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no event with task_id %q", id)})
 		return
 	}
@@ -85,6 +108,9 @@ func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found {
+		if a.routeElsewhere(w, r, state.Network, id) {
+			return
+		}
 		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no network operation with task_id %q and op_id %q", id, q.Get("op_id"))})
 		return
 	}
@@ -175,21 +201,45 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 }
 
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r.URL.Query())
+	q := r.URL.Query()
+	local, ok := a.scope(w, r, q)
 	if !ok {
 		return
 	}
-	page, err := a.store.Events(state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: p.limit, Cursor: p.cursor})
-	writePage(w, page, err)
+	p, ok := parseList(w, q)
+	if !ok {
+		return
+	}
+	query := func(limit int, cursor string) (state.Page[schemas.EventMetric], error) {
+		return a.store.Events(state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+	}
+	if local {
+		page, err := query(p.limit, p.cursor)
+		writePage(w, page, err)
+		return
+	}
+	gather(a, w, r, q, state.Events, p, query)
 }
 
 func (a *API) network(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r.URL.Query())
+	q := r.URL.Query()
+	local, ok := a.scope(w, r, q)
 	if !ok {
 		return
 	}
-	page, err := a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: p.limit, Cursor: p.cursor})
-	writePage(w, page, err)
+	p, ok := parseList(w, q)
+	if !ok {
+		return
+	}
+	query := func(limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
+		return a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+	}
+	if local {
+		page, err := query(p.limit, p.cursor)
+		writePage(w, page, err)
+		return
+	}
+	gather(a, w, r, q, state.Network, p, query)
 }
 
 func writePage[T any](w http.ResponseWriter, page state.Page[T], err error) {
@@ -205,7 +255,13 @@ func writePage[T any](w http.ResponseWriter, page state.Page[T], err error) {
 }
 
 func (a *API) retries(w http.ResponseWriter, r *http.Request) {
-	if !onlyParams(w, r.URL.Query()) {
+	q := r.URL.Query()
+	local, ok := a.scope(w, r, q)
+	if !ok || !onlyParams(w, q) {
+		return
+	}
+	if !local {
+		a.gatherRetries(w, r)
 		return
 	}
 	s, err := a.store.RetryStats()
@@ -214,4 +270,193 @@ func (a *API) retries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s)
+}
+
+// scope reads and removes the scope parameter, so that the endpoints' own
+// parameter checks are unchanged, and reports whether the request is to be
+// answered from this instance's partitions only: scope=local, a request
+// another instance forwarded, or an API without a cluster.
+func (a *API) scope(w http.ResponseWriter, r *http.Request, q url.Values) (local, ok bool) {
+	v := q.Get("scope")
+	q.Del("scope")
+	if v != "" && v != "local" && v != "cluster" {
+		badParam(w, "scope", v, "one of cluster, local")
+		return false, false
+	}
+	return a.cluster == nil || v == "local" || r.Header.Get(ForwardedHeader) != "", true
+}
+
+func unavailable(w http.ResponseWriter, err error) {
+	writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+}
+
+// topic is the input topic of a stream.
+func (a *API) topic(st state.Stream) string {
+	if st == state.Network {
+		return a.cluster.cfg.NetworkTopic
+	}
+	return a.cluster.cfg.EventsTopic
+}
+
+// routeElsewhere answers a lookup of a task this store does not hold: it
+// forwards the request to the instance serving the task's partition and
+// relays its answer, or answers 503 when that instance is unknown or
+// unreachable. It returns false when the local "not found" is the answer:
+// there is no cluster, or this instance serves the partition.
+func (a *API) routeElsewhere(w http.ResponseWriter, r *http.Request, st state.Stream, taskID string) bool {
+	if a.cluster == nil {
+		return false
+	}
+	ctx := r.Context()
+	topic := a.topic(st)
+	part, err := a.cluster.partition(ctx, topic, taskID)
+	if err != nil {
+		unavailable(w, fmt.Errorf("cannot find the partition of task_id %q: %w", taskID, err))
+		return true
+	}
+	if slices.Contains(a.store.Owned(st), int32(part)) {
+		return false
+	}
+	if r.Header.Get(ForwardedHeader) != "" {
+		// Never forward twice: the sender's routing table is stale.
+		unavailable(w, &RouteError{Topic: topic, Partition: part,
+			Err: fmt.Errorf("%w: the instance at %s was asked for it but does not serve it (the group is rebalancing)", ErrNoOwner, a.cluster.cfg.AdvertiseHTTP)})
+		return true
+	}
+	owner, err := a.cluster.owner(ctx, topic, part)
+	if err != nil {
+		unavailable(w, err)
+		return true
+	}
+	if owner.self {
+		unavailable(w, &RouteError{Topic: topic, Partition: part,
+			Err: fmt.Errorf("%w yet: it is being assigned to this instance", ErrNoOwner)})
+		return true
+	}
+	resp, err := a.cluster.get(ctx, owner.addr, r.URL.RequestURI())
+	if err != nil {
+		a.cluster.invalidate()
+		unavailable(w, &RouteError{Topic: topic, Partition: part, Addr: owner.addr, Err: err})
+		return true
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		unavailable(w, &RouteError{Topic: topic, Partition: part, Addr: owner.addr, Err: err})
+		return true
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
+	return true
+}
+
+// gather answers a list request for the whole group: each instance serving
+// partitions of the stream's topic is asked for its own partitions, in
+// address order, with the part of the limit still open. This instance reads
+// its store directly; when it is the whole group the answer is exactly the
+// local one.
+func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values, st state.Stream, p listParams,
+	local func(limit int, cursor string) (state.Page[T], error)) {
+	ctx := r.Context()
+	rt, err := a.cluster.servingAll(ctx, a.topic(st))
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	if rt.onlySelf() && !isClusterCursor(p.cursor) {
+		page, err := local(p.limit, p.cursor)
+		writePage(w, page, err)
+		return
+	}
+	members, fingerprint := rt.serving(a.topic(st))
+	fetch := func(m member, limit int, cursor string) (rawPage, error) {
+		if m.self {
+			page, err := local(limit, cursor)
+			if err != nil {
+				return rawPage{}, err
+			}
+			return rawItems(page)
+		}
+		var page rawPage
+		err := a.cluster.getJSON(ctx, m.addr, r.URL.Path+"?"+localQuery(q, limit, cursor), &page)
+		return page, err
+	}
+	page, err := mergePages(members, fingerprint, p.cursor, p.limit, fetch)
+	var me *MemberError
+	switch {
+	case errors.Is(err, ErrAssignmentChanged):
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Parameter: "cursor"})
+	case errors.As(err, &me) && me.Status == 0:
+		unavailable(w, err)
+	case errors.As(err, &me) && me.Err != nil:
+		writeJSON(w, me.Status, apiError{Error: err.Error()})
+	case errors.As(err, &me):
+		relay(w, me.Status, me.Body)
+	default:
+		writePage(w, page, err)
+	}
+}
+
+// gatherRetries sums the retry statistics of every instance.
+func (a *API) gatherRetries(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rt, err := a.cluster.servingAll(ctx, a.cluster.cfg.EventsTopic)
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	members, _ := rt.serving(a.cluster.cfg.EventsTopic)
+	parts := make([]state.RetrySummary, 0, len(members))
+	for _, m := range members {
+		var s state.RetrySummary
+		if m.self {
+			s, err = a.store.RetryStats()
+		} else {
+			err = a.cluster.getJSON(ctx, m.addr, "/api/v1/retries?scope=local", &s)
+		}
+		var me *MemberError
+		switch {
+		case errors.As(err, &me) && me.Status == 0:
+			unavailable(w, err)
+			return
+		case errors.As(err, &me) && me.Err != nil:
+			writeJSON(w, me.Status, apiError{Error: err.Error()})
+			return
+		case errors.As(err, &me):
+			relay(w, me.Status, me.Body)
+			return
+		case err != nil:
+			internalError(w, err)
+			return
+		}
+		parts = append(parts, s)
+	}
+	writeJSON(w, http.StatusOK, mergeRetries(parts...))
+}
+
+// relay writes another instance's error answer as it is.
+func relay(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// rawItems encodes a local page's items as the API writes them, so that
+// local and relayed items of a merged page are alike.
+func rawItems[T any](page state.Page[T]) (rawPage, error) {
+	out := rawPage{Items: make([]json.RawMessage, 0, len(page.Items)), Next: page.Next}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, it := range page.Items {
+		buf.Reset()
+		if err := enc.Encode(it); err != nil {
+			return rawPage{}, fmt.Errorf("cannot encode a list item: %w", err)
+		}
+		out.Items = append(out.Items, json.RawMessage(bytes.TrimSuffix(bytes.Clone(buf.Bytes()), []byte("\n"))))
+	}
+	return out, nil
 }
