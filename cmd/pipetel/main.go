@@ -23,6 +23,7 @@ commands:
   run       run the processor (--config pipetel.yaml)
   dev       run an embedded broker, the processor and a synthetic pipeline
   validate  check a configuration file (--config pipetel.yaml)
+  query     ask a running instance: events, event, network, operation, retries (pipetel query --help)
   version   print the version
 `
 
@@ -39,6 +40,8 @@ func main() {
 		err = runCommand(ctx, args)
 	case "dev":
 		err = devCommand(ctx, args)
+	case "query":
+		err = queryCommand(ctx, args, os.Stdout, os.Stderr)
 	case "validate":
 		err = validateCommand(args)
 	case "version":

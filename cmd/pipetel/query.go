@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--json] <what> [flags]
+
+  events   [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
+  network  [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
+  event     TASK_ID
+  operation TASK_ID [--op-id ID]
+  retries
+
+Any instance answers for the whole group. --json prints the API's JSON.
+`
+
+// APIError is an error answer of the query API.
+type APIError struct {
+	Status    int
+	Message   string
+	Parameter string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status) }
+
+// queryClient asks one instance's query API.
+type queryClient struct {
+	addr string
+	http *http.Client
+}
+
+// get returns the body of a 200 answer to path; any other answer is an
+// *APIError with the API's message.
+func (c queryClient) get(ctx context.Context, path string) ([]byte, error) {
+	u := "http://" + c.addr + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query %q: %w", u, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in the message already
+		}
+		return nil, fmt.Errorf("cannot query %q: %w", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the answer of %q: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error     string `json:"error"`
+			Parameter string `json:"parameter"`
+		}
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(body))
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error, Parameter: e.Parameter}
+	}
+	return body, nil
+}
+
+// queryCommand runs "pipetel query": it asks an instance's API and prints an
+// aligned table to stdout, or the API's JSON with --json. Hints go to
+// stderr.
+func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		addr   = "127.0.0.1:9464"
+		asJSON bool
+	)
+	// The flags common to every query may come before or after what is
+	// queried: each flag set's defaults are the values parsed so far.
+	common := func(name string) *flag.FlagSet {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.StringVar(&addr, "addr", addr, "address (host:port) of any pipetel instance")
+		fs.BoolVar(&asJSON, "json", asJSON, "print the API's JSON instead of a table")
+		fs.Usage = func() { fmt.Fprint(stderr, queryUsage) }
+		return fs
+	}
+	fs := common("query")
+	if err := fs.Parse(args); err != nil {
+		return helpIsNoError(err)
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, queryUsage)
+		return fmt.Errorf("query: expected what to query: events, event, network, operation or retries")
+	}
+	what, rest := fs.Arg(0), fs.Args()[1:]
+	sub := common("query " + what)
+	var (
+		status, slower, cursor, opID string
+		limit                        int
+		all                          bool
+	)
+	list := what == "events" || what == "network"
+	if list {
+		sub.StringVar(&status, "status", "", "pending, completed, failed, timed_out or orphan")
+		sub.StringVar(&slower, "slower-than", "", "only finished metrics slower than this (1.5s, 250ms, 2)")
+		sub.IntVar(&limit, "limit", 0, "page size, 1..1000 (default: the API's, 100)")
+		sub.StringVar(&cursor, "cursor", "", "continue after a previous page")
+		sub.BoolVar(&all, "all", false, "follow the pages to the end")
+	}
+	if what == "operation" {
+		sub.StringVar(&opID, "op-id", "", "the operation's op_id")
+	}
+	// Flags may come before and after the task id.
+	if err := sub.Parse(rest); err != nil {
+		return helpIsNoError(err)
+	}
+	var taskID string
+	if what == "event" || what == "operation" {
+		if sub.NArg() == 0 {
+			return fmt.Errorf("query %s: expected a TASK_ID", what)
+		}
+		taskID = sub.Arg(0)
+		if err := sub.Parse(sub.Args()[1:]); err != nil {
+			return helpIsNoError(err)
+		}
+	}
+	if sub.NArg() > 0 {
+		return fmt.Errorf("query %s: unexpected argument %q", what, sub.Arg(0))
+	}
+	c := queryClient{addr: addr, http: &http.Client{Timeout: 30 * time.Second}}
+
+	switch what {
+	case "events", "network":
+		q := url.Values{}
+		set := func(k, v string) {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		set("status", status)
+		set("slower_than", slower)
+		if limit != 0 {
+			q.Set("limit", strconv.Itoa(limit))
+		}
+		set("cursor", cursor)
+		items, next, raw, err := listPages(ctx, c, "/api/v1/"+what, q, all)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			if !all {
+				_, err := stdout.Write(raw)
+				return err
+			}
+			return writeIndentless(stdout, state.Page[json.RawMessage]{Items: items})
+		}
+		if what == "events" {
+			err = printEvents(stdout, items)
+		} else {
+			err = printNetwork(stdout, items)
+		}
+		if err == nil && next != "" {
+			fmt.Fprintf(stderr, "more results: add --all, or --cursor %s\n", next)
+		}
+		return err
+	case "event", "operation":
+		path := "/api/v1/events/" + url.PathEscape(taskID)
+		if what == "operation" {
+			path = "/api/v1/network/" + url.PathEscape(taskID) + "?op_id=" + url.QueryEscape(opID)
+		}
+		body, err := c.get(ctx, path)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			_, err := stdout.Write(body)
+			return err
+		}
+		if what == "event" {
+			return printEvents(stdout, []json.RawMessage{body})
+		}
+		return printNetwork(stdout, []json.RawMessage{body})
+	case "retries":
+		body, err := c.get(ctx, "/api/v1/retries")
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			_, err := stdout.Write(body)
+			return err
+		}
+		return printRetries(stdout, body)
+	default:
+		fmt.Fprint(stderr, queryUsage)
+		return fmt.Errorf("query: unknown %q: expected events, event, network, operation or retries", what)
+	}
+}
+
+// helpIsNoError: --help printed the usage, which is not a failure.
+func helpIsNoError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// listPages reads one page of a list, or every page with all. raw is the
+// body of the only page read when all is false.
+func listPages(ctx context.Context, c queryClient, path string, q url.Values, all bool) (items []json.RawMessage, next string, raw []byte, err error) {
+	items = []json.RawMessage{}
+	for {
+		p := path
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		body, err := c.get(ctx, p)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		var page state.Page[json.RawMessage]
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, "", nil, fmt.Errorf("cannot decode the answer to %q: %w", p, err)
+		}
+		items = append(items, page.Items...)
+		if !all || page.Next == "" {
+			return items, page.Next, body, nil
+		}
+		q.Set("cursor", page.Next)
+	}
+}
+
+func writeIndentless(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// cell keeps a value on one table cell.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// seconds shows a duration in seconds as Go does ("1.5s", "250ms"); "-"
+// when it is not known yet.
+func seconds(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return time.Duration(math.Round(*v * float64(time.Second))).String()
+}
+
+func printEvents(w io.Writer, items []json.RawMessage) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK_ID\tEVENT_NAME\tSTATUS\tDURATION\tRETRIES\tERROR")
+	for _, it := range items {
+		var m schemas.EventMetric
+		if err := json.Unmarshal(it, &m); err != nil {
+			return fmt.Errorf("cannot decode event %s: %w", it, err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", cell(m.TaskID), cell(m.EventName), cell(string(m.Status)),
+			seconds(m.DurationSeconds), m.RetryCount, cell(m.Error))
+	}
+	return tw.Flush()
+}
+
+func printNetwork(w io.Writer, items []json.RawMessage) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK_ID\tOP_ID\tHOST\tPORT\tOPERATION\tSTATUS\tLATENCY\tBYTES_SENT\tBYTES_RECEIVED\tERROR")
+	for _, it := range items {
+		var m schemas.NetworkMetric
+		if err := json.Unmarshal(it, &m); err != nil {
+			return fmt.Errorf("cannot decode network operation %s: %w", it, err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\n", cell(m.TaskID), cell(m.OpID), cell(m.Host), m.Port,
+			cell(m.Operation), cell(string(m.Status)), seconds(m.LatencySeconds), m.BytesSent, m.BytesReceived, cell(m.Error))
+	}
+	return tw.Flush()
+}
+
+func printRetries(w io.Writer, body []byte) error {
+	var s state.RetrySummary
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("cannot decode retry statistics %s: %w", bytes.TrimSpace(body), err)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOTAL_RETRIES\tEVENTS_WITH_RETRIES\tMAX_RETRIES")
+	fmt.Fprintf(tw, "%d\t%d\t%d\n\n", s.TotalRetries, s.EventsWithRetries, s.MaxRetries)
+	fmt.Fprintln(tw, "RETRY_COUNT\tEVENTS")
+	counts := make([]int64, 0, len(s.EventsByRetryCount))
+	for k := range s.EventsByRetryCount {
+		n, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			return fmt.Errorf("cannot read retry statistics: bad retry count %q", k)
+		}
+		counts = append(counts, n)
+	}
+	slices.Sort(counts)
+	for _, n := range counts {
+		fmt.Fprintf(tw, "%d\t%d\n", n, s.EventsByRetryCount[strconv.FormatInt(n, 10)])
+	}
+	return tw.Flush()
+}
