@@ -54,8 +54,9 @@ func (e *RouteError) Error() string {
 func (e *RouteError) Unwrap() error { return e.Err }
 
 // MemberError is the failure of a request to another instance: it could not
-// be reached (Status 0, Err set) or it answered with an error (Status and
-// Body, relayed to the client as they are).
+// be reached (Status 0, Err set), its answer could not be read (Status 502,
+// Err set), or it answered with an error (Status and Body, relayed to the
+// client as they are).
 type MemberError struct {
 	Addr   string
 	Status int
@@ -64,7 +65,7 @@ type MemberError struct {
 }
 
 func (e *MemberError) Error() string {
-	if e.Status == 0 {
+	if e.Err != nil {
 		return fmt.Sprintf("cannot query the instance at %s: %v", e.Addr, e.Err)
 	}
 	return fmt.Sprintf("the instance at %s answered %d: %s", e.Addr, e.Status, strings.TrimSpace(string(e.Body)))
