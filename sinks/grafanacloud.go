@@ -119,6 +119,8 @@ func (c GrafanaCloudConfig) String() string {
 // GrafanaCloud aggregates finished metrics in memory, in the series of the
 // Prometheus publisher on a private registry, and pushes all of them with
 // Prometheus remote write every PushInterval (Run) and on demand (Push).
+// With WithGatherer it pushes the series of the given gatherer instead (in
+// pipetel, the state-backed aggregates) and ignores what it is given.
 //
 // PublishEvents and PublishNetwork only update the aggregation and never
 // fail; a push that fails is retried inside the push on 429, 5xx and network
@@ -134,8 +136,9 @@ type GrafanaCloud struct {
 	opts   options
 	client *http.Client
 	log    *slog.Logger
-	reg    *prometheus.Registry
-	agg    *Prometheus
+	gather prometheus.Gatherer
+	agg    *Prometheus // nil with WithGatherer
+	m      *pushMetrics
 
 	pushMu sync.Mutex // one push at a time, in timestamp order
 	lastTS int64      // ms; under pushMu
@@ -148,10 +151,22 @@ func NewGrafanaCloud(cfg GrafanaCloudConfig, opts ...Option) (*GrafanaCloud, err
 	}
 	cfg = cfg.withDefaults()
 	o := newOptions(opts)
-	reg := prometheus.NewRegistry()
-	agg, err := NewPrometheus(reg, cfg.Metrics)
-	if err != nil {
-		return nil, fmt.Errorf("cannot create grafanacloud aggregation: %w", err)
+	gather := o.gatherer
+	var agg *Prometheus
+	if gather == nil {
+		reg := prometheus.NewRegistry()
+		var err error
+		if agg, err = NewPrometheus(reg, cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("cannot create grafanacloud aggregation: %w", err)
+		}
+		gather = reg
+	}
+	var m *pushMetrics
+	if o.reg != nil {
+		var err error
+		if m, err = newPushMetrics(o.reg, "grafanacloud"); err != nil {
+			return nil, fmt.Errorf("cannot register grafanacloud metrics: %w", err)
+		}
 	}
 	rt := o.transport
 	if rt == nil {
@@ -166,8 +181,9 @@ func NewGrafanaCloud(cfg GrafanaCloudConfig, opts ...Option) (*GrafanaCloud, err
 		opts:   o,
 		client: &http.Client{Transport: rt},
 		log:    log.With("publisher", "grafanacloud"),
-		reg:    reg,
+		gather: gather,
 		agg:    agg,
+		m:      m,
 	}, nil
 }
 
@@ -177,15 +193,21 @@ func (g *GrafanaCloud) Name() string { return "grafanacloud" }
 // Config returns the configuration with defaults filled in.
 func (g *GrafanaCloud) Config() GrafanaCloudConfig { return g.cfg }
 
-// PublishEvents adds the events to the aggregation; it never fails.
+// PublishEvents adds the events to the aggregation; it never fails. With
+// WithGatherer it does nothing.
 func (g *GrafanaCloud) PublishEvents(_ context.Context, metrics []schemas.EventMetric) error {
-	g.agg.addEvents(metrics)
+	if g.agg != nil {
+		g.agg.addEvents(metrics)
+	}
 	return nil
 }
 
 // PublishNetwork adds the operations to the aggregation; it never fails.
+// With WithGatherer it does nothing.
 func (g *GrafanaCloud) PublishNetwork(_ context.Context, metrics []schemas.NetworkMetric) error {
-	g.agg.addNetwork(metrics)
+	if g.agg != nil {
+		g.agg.addNetwork(metrics)
+	}
 	return nil
 }
 
@@ -204,7 +226,12 @@ func (g *GrafanaCloud) Run(ctx context.Context) error {
 			return g.Push(final)
 		case <-t.C:
 			if err := g.Push(ctx); err != nil && ctx.Err() == nil {
-				g.log.Warn("cannot push metrics; the next push carries them", "err", err)
+				if errors.Is(err, ErrAuth) {
+					// Retrying cannot help until the configuration changes.
+					g.log.Error("cannot push metrics: the endpoint refused the credentials; check instance_id and api_key", "err", err)
+				} else {
+					g.log.Warn("cannot push metrics; the next push carries them", "err", err)
+				}
 			}
 		}
 	}
@@ -215,8 +242,23 @@ func (g *GrafanaCloud) Run(ctx context.Context) error {
 func (g *GrafanaCloud) Push(ctx context.Context) error {
 	g.pushMu.Lock()
 	defer g.pushMu.Unlock()
-	mfs, err := g.reg.Gather()
+	err := g.push(ctx)
+	if g.m != nil {
+		if err != nil {
+			g.m.failed.Inc()
+		} else {
+			g.m.sent.Inc()
+			g.m.lastSuccess.Set(float64(g.opts.now().UnixMilli()) / 1e3)
+		}
+	}
+	return err
+}
+
+func (g *GrafanaCloud) push(ctx context.Context) error {
+	mfs, err := g.gather.Gather()
 	if err != nil {
+		// A gatherer returns what it could gather beside the error; a
+		// partial push would make sums drop, so push nothing.
 		return fmt.Errorf("cannot gather grafanacloud series: %w", err)
 	}
 	ts := g.opts.now().UnixMilli()
@@ -225,6 +267,9 @@ func (g *GrafanaCloud) Push(ctx context.Context) error {
 	}
 	g.lastTS = ts
 	series := familiesToSeries(mfs, []rwLabel{{"instance", g.cfg.InstanceLabel}}, ts)
+	if g.m != nil {
+		g.m.series.Set(float64(len(series)))
+	}
 	var buf []byte
 	for start := 0; start < len(series); start += g.cfg.MaxSeriesPerRequest {
 		chunk := series[start:min(start+g.cfg.MaxSeriesPerRequest, len(series))]
@@ -291,4 +336,38 @@ func (g *GrafanaCloud) post(parent context.Context, body []byte) error {
 		return newHTTPError(g.Name(), res.StatusCode, data)
 	}
 	return nil
+}
+
+// pushMetrics are a pushing publisher's own metrics (see WithRegisterer).
+type pushMetrics struct {
+	sent, failed        prometheus.Counter
+	series, lastSuccess prometheus.Gauge
+}
+
+func newPushMetrics(reg prometheus.Registerer, publisher string) (*pushMetrics, error) {
+	labels := prometheus.Labels{"publisher": publisher}
+	m := &pushMetrics{
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pipetel_push_sent_total", Help: "Pushes whose every request the receiver accepted.", ConstLabels: labels,
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pipetel_push_failed_total", Help: "Pushes that failed after their retries (the next push carries their values).", ConstLabels: labels,
+		}),
+		series: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pipetel_push_series", Help: "Series in the last push.", ConstLabels: labels,
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pipetel_push_last_success_timestamp_seconds", Help: "Unix time of the last successful push; 0 before the first.", ConstLabels: labels,
+		}),
+	}
+	cs := []prometheus.Collector{m.sent, m.failed, m.series, m.lastSuccess}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return nil, err
+		}
+	}
+	return m, nil
 }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Option tunes a publisher beyond its configuration file. Options that do not
@@ -17,6 +19,8 @@ type options struct {
 	transport http.RoundTripper
 	now       func() time.Time
 	logger    *slog.Logger
+	gatherer  prometheus.Gatherer
+	reg       prometheus.Registerer
 }
 
 func newOptions(opts []Option) options {
@@ -59,6 +63,25 @@ func WithClock(now func() time.Time) Option {
 // slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
+}
+
+// WithGatherer makes Grafana Cloud push the series that g gathers instead of
+// its own aggregation of the metrics it is given: pipetel passes a registry
+// holding the state-backed aggregates (NewStateMetrics), which stay exact
+// across restarts and partition moves. PublishEvents and PublishNetwork then
+// do nothing, so the publisher needs no outbox, and GrafanaCloudConfig.Metrics
+// does not apply. Default: none (push the aggregation of what was published).
+func WithGatherer(g prometheus.Gatherer) Option {
+	return func(o *options) { o.gatherer = g }
+}
+
+// WithRegisterer registers Grafana Cloud's own metrics on reg, each with the
+// label publisher="grafanacloud": pipetel_push_sent_total (pushes that every
+// request of succeeded), pipetel_push_failed_total (pushes that failed after
+// their retries), pipetel_push_series (series in the last push) and
+// pipetel_push_last_success_timestamp_seconds. Default: none registered.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(o *options) { o.reg = reg }
 }
 
 // backoff is exponential backoff with jitter, bounded by attempts.
