@@ -53,6 +53,27 @@ type Config struct {
 	// this instance's query API; it travels in the group's member metadata.
 	// Default: the HTTP listen address.
 	AdvertiseHTTP string `yaml:"advertise_http"`
+	// TaskTimeout finishes an event with a start but no end as timed_out
+	// this long (in record time) after its start. Default 1h.
+	TaskTimeout time.Duration `yaml:"task_timeout"`
+	// TaskTimeouts overrides TaskTimeout per event name.
+	TaskTimeouts map[string]time.Duration `yaml:"task_timeouts"`
+	// OperationTimeout is TaskTimeout for network operations. Default 1h.
+	OperationTimeout time.Duration `yaml:"operation_timeout"`
+	// OrphanGrace finishes an entry that has an end (or retries) but no
+	// start as orphan this long after its first record. Default 10m.
+	OrphanGrace time.Duration `yaml:"orphan_grace"`
+	// IdleTimeAdvance: once a partition has had no record for this long,
+	// its stream time follows the wall clock, so open tasks expire even
+	// when traffic stops. Default 10s.
+	IdleTimeAdvance time.Duration `yaml:"idle_time_advance"`
+	// MaxOpenTasks caps the open tasks (and, separately, open network
+	// operations) per partition. Default 1000000.
+	MaxOpenTasks int64 `yaml:"max_open_tasks"`
+	// OpenTaskPolicy is what happens at the cap: expire_oldest (default)
+	// finishes the entries closest to their deadline early, as timed_out or
+	// orphan; pause stops fetching the partition until expiry frees room.
+	OpenTaskPolicy string `yaml:"open_task_policy"`
 	// RetentionInterval is how often each partition removes finished
 	// metrics older than the store's retention. Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
@@ -89,6 +110,14 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.HeartbeatInterval, time.Second)
 	defDur(&c.RebalanceTimeout, 10*time.Second)
 	defDur(&c.RetentionInterval, time.Minute)
+	defDur(&c.TaskTimeout, time.Hour)
+	defDur(&c.OperationTimeout, time.Hour)
+	defDur(&c.OrphanGrace, 10*time.Minute)
+	defDur(&c.IdleTimeAdvance, 10*time.Second)
+	if c.MaxOpenTasks == 0 {
+		c.MaxOpenTasks = 1_000_000
+	}
+	def(&c.OpenTaskPolicy, PolicyExpireOldest)
 	if c.MaxOutboxDepth == 0 {
 		c.MaxOutboxDepth = 1_000_000
 	}
@@ -120,6 +149,17 @@ func (c Config) Validate() error {
 		{"processor.rebalance_timeout", c.RebalanceTimeout <= 0, c.RebalanceTimeout, "a duration > 0"},
 		{"processor.max_outbox_depth", c.MaxOutboxDepth < 1, c.MaxOutboxDepth, "an integer >= 1"},
 		{"processor.retention_interval", c.RetentionInterval <= 0, c.RetentionInterval, "a duration > 0"},
+		{"processor.task_timeout", c.TaskTimeout <= 0, c.TaskTimeout, "a duration > 0"},
+		{"processor.operation_timeout", c.OperationTimeout <= 0, c.OperationTimeout, "a duration > 0"},
+		{"processor.orphan_grace", c.OrphanGrace <= 0, c.OrphanGrace, "a duration > 0"},
+		{"processor.idle_time_advance", c.IdleTimeAdvance <= 0, c.IdleTimeAdvance, "a duration > 0"},
+		{"processor.max_open_tasks", c.MaxOpenTasks < 1, c.MaxOpenTasks, "an integer >= 1"},
+		{"processor.open_task_policy", c.OpenTaskPolicy != PolicyExpireOldest && c.OpenTaskPolicy != PolicyPause, c.OpenTaskPolicy, "expire_oldest or pause"},
+	}
+	for name, d := range c.TaskTimeouts {
+		if d <= 0 {
+			return fmt.Errorf("processor.task_timeouts[%q]: got %v, expected a duration > 0", name, d)
+		}
 	}
 	for _, ch := range checks {
 		if ch.bad {

@@ -26,6 +26,12 @@ func TestConfigWithDefaults(t *testing.T) {
 		RebalanceTimeout:  10 * time.Second,
 		MaxOutboxDepth:    1_000_000,
 		RetentionInterval: time.Minute,
+		TaskTimeout:       time.Hour,
+		OperationTimeout:  time.Hour,
+		OrphanGrace:       10 * time.Minute,
+		IdleTimeAdvance:   10 * time.Second,
+		MaxOpenTasks:      1_000_000,
+		OpenTaskPolicy:    PolicyExpireOldest,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("WithDefaults:\n got %+v\nwant %+v", got, want)

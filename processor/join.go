@@ -2,6 +2,7 @@ package processor
 
 import (
 	"slices"
+	"time"
 
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -17,6 +18,42 @@ type joinStats struct {
 	duplicates int
 	late       int
 	finished   int
+	timedOut   int // expired with a start but no end
+	orphans    int // expired with no start
+}
+
+// joiner applies records to one unit: the join, deadlines and expiry.
+type joiner struct {
+	rules rules
+	clock *clock
+	wall  func() time.Time
+}
+
+// apply advances stream time to the record, expires what became due before
+// it, joins it, and enforces the open-task cap. Everything it decides depends
+// on the records and the state only, so a replay decides the same.
+func (j *joiner) apply(b *state.Batch, r schemas.Record, st *joinStats) error {
+	j.clock.advance(r.Time, j.wall())
+	if err := j.expireDue(b, st); err != nil {
+		return err
+	}
+	var err error
+	if b.Unit().Stream == state.Network {
+		err = j.applyNetwork(b, r, st)
+	} else {
+		err = j.applyEvent(b, r, st)
+	}
+	if err != nil {
+		return err
+	}
+	return j.enforceCap(b, st)
+}
+
+// noteDeadline keeps the clock's earliest-deadline bound low enough.
+func (j *joiner) noteDeadline(d int64) {
+	if j.clock.nextDeadline == 0 || d < j.clock.nextDeadline {
+		j.clock.nextDeadline = d
+	}
 }
 
 // applyEvent joins one event record into the state of its partition.
@@ -25,7 +62,7 @@ type joinStats struct {
 // is counted once per distinct record time. A retry of a finished task is
 // late: it is counted as such and not applied, because the finished metric
 // was already published.
-func applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
+func (j *joiner) applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
 	if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
 		switch {
 		case done && r.Kind == schemas.KindRetry:
@@ -63,10 +100,14 @@ func applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
 		}
 		if len(pe.Retries) < maxTrackedRetries {
 			pe.Retries = append(pe.Retries, t)
+		} else {
+			pe.UntrackedRetries++
 		}
 	}
 	st.applied++
 	if !pe.HasStart || !pe.HasEnd {
+		pe.Deadline = j.rules.eventDeadline(pe)
+		j.noteDeadline(pe.Deadline)
 		return b.PutPendingEvent(r.TaskID, pe, !found)
 	}
 	if found {
@@ -91,7 +132,7 @@ func finishedEvent(taskID string, pe state.PendingEvent) schemas.EventMetric {
 
 // applyNetwork joins one network record into the state of its partition,
 // per (task_id, op_id), with the same idempotence as applyEvent.
-func applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) error {
+func (j *joiner) applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) error {
 	if _, done, err := b.FinishedNetwork(r.TaskID, r.OpID); err != nil || done {
 		if done {
 			st.duplicates++
@@ -123,6 +164,8 @@ func applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) error {
 	}
 	st.applied++
 	if !pn.HasStart || !pn.HasEnd {
+		pn.Deadline = j.rules.networkDeadline(pn)
+		j.noteDeadline(pn.Deadline)
 		return b.PutPendingNetwork(r.TaskID, r.OpID, pn, !found)
 	}
 	if found {

@@ -85,16 +85,13 @@ func newStore(t *testing.T, units ...state.Unit) *state.Store {
 func apply(t *testing.T, s *state.Store, u state.Unit, recs ...schemas.Record) joinStats {
 	t.Helper()
 	var st joinStats
+	// Deadlines far away: these cases are about the join, expiry has its own.
+	cfg := Config{TaskTimeout: 1000 * time.Hour, OperationTimeout: 1000 * time.Hour, OrphanGrace: 1000 * time.Hour}.WithDefaults()
+	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
 	err := s.Update(context.Background(), u, func(b *state.Batch) error {
 		st = joinStats{}
 		for _, r := range recs {
-			var err error
-			if u.Stream == state.Network {
-				err = applyNetwork(b, r, &st)
-			} else {
-				err = applyEvent(b, r, &st)
-			}
-			if err != nil {
+			if err := j.apply(b, r, &st); err != nil {
 				return err
 			}
 		}

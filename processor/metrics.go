@@ -21,6 +21,9 @@ type metrics struct {
 	paused      prometheus.Gauge
 	deadLetters prometheus.Counter
 
+	expired       *prometheus.CounterVec
+	partitionOpen *prometheus.GaugeVec
+
 	restoring      prometheus.Gauge
 	restoreRecords *prometheus.CounterVec
 	restoreSeconds prometheus.Histogram
@@ -63,6 +66,12 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 			Name: "pipetel_dead_letters_total", Help: "Records written to the dead-letter topic.",
 		}),
 	}
+	m.expired = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipetel_expired_total", Help: "Open entries finished by expiry: timed_out (no end) or orphan (no start), including early expiry at max_open_tasks.",
+	}, []string{"stream", "status"})
+	m.partitionOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pipetel_partition_open_tasks", Help: "Open entries per owned partition; compare with processor.max_open_tasks.",
+	}, []string{"topic", "partition"})
 	m.restoring = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "pipetel_restoring_partitions", Help: "Partitions whose state is being rebuilt from the changelog.",
 	})
@@ -79,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -24,6 +24,9 @@ type partitionConsumer struct {
 	applied      int64 // last offset applied to the state, -1 for none
 	commitDone   int64 // last offset committed to the group
 	lastCommitAt time.Time
+
+	join       *joiner
+	lastRecord time.Time // wall clock of the last batch with records
 }
 
 type decoded struct {
@@ -47,6 +50,13 @@ func (c *partitionConsumer) run(ctx context.Context) {
 		log.Error("cannot take partition", "err", err)
 		return
 	}
+	streamTime, err := p.store.StreamTime(c.unit)
+	if err != nil {
+		log.Error("cannot read stream time", "err", err)
+		return
+	}
+	c.join = &joiner{rules: newRules(p.cfg), clock: &clock{stream: streamTime}, wall: time.Now}
+	c.lastRecord = time.Now()
 	defer p.store.Disown(c.unit)
 	last, ok, err := p.store.LastOffset(c.unit)
 	if err != nil {
@@ -85,7 +95,12 @@ func (c *partitionConsumer) run(ctx context.Context) {
 	nextRetention := time.Now()
 	for ctx.Err() == nil {
 		c.waitForOutbox(ctx)
-		batch := c.fetch(ctx, r)
+		var batch []decoded
+		if c.paused() {
+			sleepCtx(ctx, 200*time.Millisecond)
+		} else {
+			batch = c.fetch(ctx, r)
+		}
 		if len(batch) > 0 {
 			// A batch that was read is applied even when shutdown began
 			// meanwhile: draining means finishing what is in flight.
@@ -95,7 +110,12 @@ func (c *partitionConsumer) run(ctx context.Context) {
 			}
 			last := batch[len(batch)-1].msg
 			p.m.lag.WithLabelValues(c.topic, pl).Set(float64(max(0, last.HighWaterMark-last.Offset-1)))
+			c.lastRecord = time.Now()
+		} else if err := c.idleTick(context.WithoutCancel(ctx)); err != nil {
+			log.Error("cannot expire open tasks; stopping this partition until the next rebalance", "err", err)
+			return
 		}
+		p.m.partitionOpen.WithLabelValues(c.topic, pl).Set(float64(p.store.OpenTasksOf(c.unit)))
 		c.commit(len(batch) == 0 || ctx.Err() != nil)
 		p.m.commitLag.WithLabelValues(c.topic, pl).Set(float64(c.applied - c.commitDone))
 		if now := time.Now(); now.After(nextRetention) && ctx.Err() == nil {
@@ -152,27 +172,30 @@ func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
 	}
 	lastOffset := batch[len(batch)-1].msg.Offset
 	var st joinStats
+	saved := *c.join.clock
 	err := p.store.Update(ctx, c.unit, func(b *state.Batch) error {
 		st = joinStats{}
+		*c.join.clock = saved // a retried transaction starts from the same clock
 		for _, d := range batch {
 			if d.err != nil {
 				continue
 			}
-			var err error
-			if c.unit.Stream == state.Network {
-				err = applyNetwork(b, d.rec, &st)
-			} else {
-				err = applyEvent(b, d.rec, &st)
+			if err := c.join.apply(b, d.rec, &st); err != nil {
+				return err
 			}
-			if err != nil {
+		}
+		if c.join.clock.stream != saved.stream {
+			if err := b.SetStreamTime(c.join.clock.stream); err != nil {
 				return err
 			}
 		}
 		return b.SetOffset(lastOffset)
 	})
 	if err != nil {
+		*c.join.clock = saved
 		return err
 	}
+	c.countExpired(st)
 	c.applied = lastOffset
 	p.m.consumed.WithLabelValues(c.topic).Add(float64(len(batch)))
 	p.m.duplicates.WithLabelValues(c.topic).Add(float64(st.duplicates))
@@ -216,5 +239,66 @@ func (c *partitionConsumer) waitForOutbox(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// idleTick lets stream time follow the wall clock once the partition has
+// been idle for IdleTimeAdvance, and expires what became due. It writes only
+// when something expires.
+func (c *partitionConsumer) idleTick(ctx context.Context) error {
+	idle := time.Since(c.lastRecord)
+	if idle < c.p.cfg.IdleTimeAdvance {
+		return nil
+	}
+	saved := *c.join.clock
+	target := saved.stream + int64(idle)
+	if saved.nextDeadline != 0 && target < saved.nextDeadline {
+		return nil
+	}
+	var st joinStats
+	err := c.p.store.Update(ctx, c.unit, func(b *state.Batch) error {
+		st = joinStats{}
+		*c.join.clock = saved
+		c.join.clock.stream = target
+		if err := c.join.expireDue(b, &st); err != nil {
+			return err
+		}
+		if st.timedOut+st.orphans == 0 {
+			return nil
+		}
+		return b.SetStreamTime(target)
+	})
+	if err != nil {
+		*c.join.clock = saved
+		return err
+	}
+	if st.timedOut+st.orphans == 0 {
+		c.join.clock.stream = saved.stream // nothing persisted: keep the record-driven time
+	} else {
+		c.lastRecord = time.Now()
+	}
+	c.countExpired(st)
+	return nil
+}
+
+func (c *partitionConsumer) countExpired(st joinStats) {
+	stream := c.unit.Stream.String()
+	c.p.m.expired.WithLabelValues(stream, string(schemas.StatusTimedOut)).Add(float64(st.timedOut))
+	c.p.m.expired.WithLabelValues(stream, string(schemas.StatusOrphan)).Add(float64(st.orphans))
+	c.p.m.finished.WithLabelValues(stream).Add(float64(st.timedOut + st.orphans))
+}
+
+// paused reports whether the pause policy holds this partition at its cap.
+func (c *partitionConsumer) paused() bool {
+	cfg := c.p.cfg
+	return cfg.OpenTaskPolicy == PolicyPause && c.p.store.OpenTasksOf(c.unit) >= cfg.MaxOpenTasks
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

@@ -54,16 +54,32 @@ func (b *Batch) PendingEvent(taskID string) (PendingEvent, bool, error) {
 
 // PutPendingEvent stores the pending state of task; isNew says whether it
 // opens a task (for the open-task count).
+// Its Deadline is indexed, so that Due finds it.
 func (b *Batch) PutPendingEvent(taskID string, pe PendingEvent, isNew bool) error {
+	var old int64
 	if isNew {
 		b.pendingDelta++
+	} else if prev, found, err := b.PendingEvent(taskID); err != nil {
+		return err
+	} else if found {
+		old = prev.Deadline
+	}
+	if err := b.moveDeadline([]byte(taskID), old, pe.Deadline); err != nil {
+		return err
 	}
 	return b.put(key(tagPendingEvent, b.unit.Partition, []byte(taskID)), pe)
 }
 
 // DeletePendingEvent removes the pending state of task.
 func (b *Batch) DeletePendingEvent(taskID string) error {
+	prev, found, err := b.PendingEvent(taskID)
+	if err != nil || !found {
+		return err
+	}
 	b.pendingDelta--
+	if err := b.moveDeadline([]byte(taskID), prev.Deadline, 0); err != nil {
+		return err
+	}
 	return b.del(key(tagPendingEvent, b.unit.Partition, []byte(taskID)))
 }
 
@@ -116,15 +132,30 @@ func (b *Batch) PendingNetwork(taskID, opID string) (PendingNetwork, bool, error
 
 // PutPendingNetwork stores the pending state of a network operation.
 func (b *Batch) PutPendingNetwork(taskID, opID string, pn PendingNetwork, isNew bool) error {
+	var old int64
 	if isNew {
 		b.pendingDelta++
+	} else if prev, found, err := b.PendingNetwork(taskID, opID); err != nil {
+		return err
+	} else if found {
+		old = prev.Deadline
+	}
+	if err := b.moveDeadline(netID(taskID, opID), old, pn.Deadline); err != nil {
+		return err
 	}
 	return b.put(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)), pn)
 }
 
 // DeletePendingNetwork removes the pending state of a network operation.
 func (b *Batch) DeletePendingNetwork(taskID, opID string) error {
+	prev, found, err := b.PendingNetwork(taskID, opID)
+	if err != nil || !found {
+		return err
+	}
 	b.pendingDelta--
+	if err := b.moveDeadline(netID(taskID, opID), prev.Deadline, 0); err != nil {
+		return err
+	}
 	return b.del(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)))
 }
 

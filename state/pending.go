@@ -20,9 +20,14 @@ type PendingEvent struct {
 	// Retries holds the record time (Unix nanoseconds) of each distinct
 	// retry record, so a repeated retry record is counted once.
 	Retries []int64 `json:"rt,omitempty"`
-	// FirstSeen is the record time of the first record of this task; expiry
-	// counts from it.
+	// UntrackedRetries counts retries past the tracked ones; they cannot be
+	// deduplicated.
+	UntrackedRetries int `json:"ur,omitempty"`
+	// FirstSeen is the record time of the first record of this task.
 	FirstSeen time.Time `json:"fs"`
+	// Deadline (Unix nanoseconds of stream time) is when the task is
+	// finished as timed_out or orphan if it is still pending; 0 means none.
+	Deadline int64 `json:"dl,omitempty"`
 }
 
 // PendingNetwork is a network operation that is not finished.
@@ -38,6 +43,7 @@ type PendingNetwork struct {
 	BytesReceived int64     `json:"br,omitempty"`
 	Error         string    `json:"er,omitempty"`
 	FirstSeen     time.Time `json:"fs"`
+	Deadline      int64     `json:"dl,omitempty"`
 }
 
 // decodeValue decodes a stored value; a value that does not decode means the

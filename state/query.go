@@ -331,7 +331,7 @@ func scanPage[T any](s *Store, spans []span, cursor string, limit int,
 func PendingEventMetric(taskID string, pe PendingEvent) schemas.EventMetric {
 	m := schemas.EventMetric{
 		TaskID: taskID, EventName: pe.EventName, PipelineID: pe.PipelineID, ProcessID: pe.ProcessID,
-		Status: schemas.StatusPending, Error: pe.Error, RetryCount: len(pe.Retries),
+		Status: schemas.StatusPending, Error: pe.Error, RetryCount: len(pe.Retries) + pe.UntrackedRetries,
 	}
 	if pe.HasStart {
 		t := pe.StartTime

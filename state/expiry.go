@@ -1,0 +1,110 @@
+package state
+
+import (
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Expiry keys: a deadline index per stream, ordered by deadline, and the
+// unit's stream time (the latest record time it has seen, advanced with the
+// wall clock while the partition is idle).
+var (
+	tagEventDeadline = [2]byte{'x', 'e'} // + p + ordered deadline + task
+	tagNetDeadline   = [2]byte{'y', 'e'} // + p + ordered deadline + task \x00 op
+	tagStreamTime    = [2]byte{'t', 'm'} // + p
+)
+
+// StreamTime returns the unit's stream time in Unix nanoseconds, 0 when
+// nothing was seen yet.
+func (b *Batch) StreamTime() (int64, error) {
+	n, _, err := readInt64(b.txn, prefix(tagStreamTime, b.unit.Partition))
+	return n, err
+}
+
+// SetStreamTime stores the unit's stream time.
+func (b *Batch) SetStreamTime(ns int64) error {
+	return b.set(prefix(tagStreamTime, b.unit.Partition), int64Bytes(ns))
+}
+
+func (b *Batch) deadlineTag() [2]byte {
+	if b.unit.Stream == Network {
+		return tagNetDeadline
+	}
+	return tagEventDeadline
+}
+
+// moveDeadline replaces the deadline index entry of id (0 means none).
+func (b *Batch) moveDeadline(id []byte, old, new int64) error {
+	if old == new {
+		return nil
+	}
+	tag := b.deadlineTag()
+	if old != 0 {
+		if err := b.del(key(tag, b.unit.Partition, ordered(old), id)); err != nil {
+			return err
+		}
+	}
+	if new != 0 {
+		return b.set(key(tag, b.unit.Partition, ordered(new), id), nil)
+	}
+	return nil
+}
+
+// Due is a pending task (or network operation) whose deadline has passed.
+type Due struct {
+	Deadline int64
+	TaskID   string
+	OpID     string // network operations only
+}
+
+// Due returns up to max pending entries with a deadline at or before now,
+// earliest first, and the earliest deadline after now (0 when none is
+// left). max <= 0 means no limit.
+func (b *Batch) Due(now int64, max int) ([]Due, int64, error) {
+	pre := prefix(b.deadlineTag(), b.unit.Partition)
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: pre})
+	defer it.Close()
+	var due []Due
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		dl := fromOrdered(k[6:14])
+		if dl > now || (max > 0 && len(due) == max) {
+			return due, dl, nil
+		}
+		d := Due{Deadline: dl}
+		if b.unit.Stream == Network {
+			d.TaskID, d.OpID = splitNetID(k[14:])
+		} else {
+			d.TaskID = string(k[14:])
+		}
+		due = append(due, d)
+	}
+	return due, 0, nil
+}
+
+// OpenCount returns the unit's open tasks including this batch's changes.
+func (b *Batch) OpenCount() (int64, error) {
+	tag := tagEventCounts
+	if b.unit.Stream == Network {
+		tag = tagNetCounts
+	}
+	n, _, err := readInt64(b.txn, prefix(tag, b.unit.Partition))
+	return n + b.pendingDelta, err
+}
+
+// StreamTime returns unit u's persisted stream time (Unix nanoseconds).
+func (s *Store) StreamTime(u Unit) (int64, error) {
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		n, _, err = readInt64(txn, prefix(tagStreamTime, u.Partition))
+		return err
+	})
+	return n, err
+}
+
+// OpenTasksOf reports the open tasks of one owned unit.
+func (s *Store) OpenTasksOf(u Unit) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[u]
+}
