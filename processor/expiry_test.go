@@ -15,7 +15,6 @@ import (
 	"github.com/pipetel/pipetel/state"
 )
 
-
 func expiryConfig() Config {
 	return Config{
 		Brokers: []string{"unused:1"}, TaskTimeout: time.Hour, OrphanGrace: 10 * time.Minute,
