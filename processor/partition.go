@@ -170,37 +170,10 @@ func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
 			return err
 		}
 	}
-	lastOffset := batch[len(batch)-1].msg.Offset
-	var st joinStats
-	saved := *c.join.clock
-	err := p.store.Update(ctx, c.unit, func(b *state.Batch) error {
-		st = joinStats{}
-		*c.join.clock = saved // a retried transaction starts from the same clock
-		for _, d := range batch {
-			if d.err != nil {
-				continue
-			}
-			if err := c.join.apply(b, d.rec, &st); err != nil {
-				return err
-			}
-		}
-		if c.join.clock.stream != saved.stream {
-			if err := b.SetStreamTime(c.join.clock.stream); err != nil {
-				return err
-			}
-		}
-		return b.SetOffset(lastOffset)
-	})
-	if err != nil {
-		*c.join.clock = saved
+	if err := c.applyValid(ctx, batch); err != nil {
 		return err
 	}
-	c.countExpired(st)
-	c.applied = lastOffset
 	p.m.consumed.WithLabelValues(c.topic).Add(float64(len(batch)))
-	p.m.duplicates.WithLabelValues(c.topic).Add(float64(st.duplicates))
-	p.m.late.WithLabelValues(c.topic).Add(float64(st.late))
-	p.m.finished.WithLabelValues(c.unit.Stream.String()).Add(float64(st.finished))
 	p.m.applySecs.Observe(time.Since(started).Seconds())
 	return nil
 }
@@ -301,4 +274,49 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// applyValid applies the batch's valid records and its last offset in one
+// transaction. A batch too big for one transaction is split in halves, each
+// committed with its own last offset.
+func (c *partitionConsumer) applyValid(ctx context.Context, batch []decoded) error {
+	p := c.p
+	lastOffset := batch[len(batch)-1].msg.Offset
+	var st joinStats
+	saved := *c.join.clock
+	err := p.store.Update(ctx, c.unit, func(b *state.Batch) error {
+		st = joinStats{}
+		*c.join.clock = saved // a retried transaction starts from the same clock
+		for _, d := range batch {
+			if d.err != nil {
+				continue
+			}
+			if err := c.join.apply(b, d.rec, &st); err != nil {
+				return err
+			}
+		}
+		if c.join.clock.stream != saved.stream {
+			if err := b.SetStreamTime(c.join.clock.stream); err != nil {
+				return err
+			}
+		}
+		return b.SetOffset(lastOffset)
+	})
+	if err != nil {
+		*c.join.clock = saved
+		if errors.Is(err, state.ErrTooBig) && len(batch) > 1 {
+			mid := len(batch) / 2
+			if err := c.applyValid(ctx, batch[:mid]); err != nil {
+				return err
+			}
+			return c.applyValid(ctx, batch[mid:])
+		}
+		return err
+	}
+	c.countExpired(st)
+	c.applied = lastOffset
+	p.m.duplicates.WithLabelValues(c.topic).Add(float64(st.duplicates))
+	p.m.late.WithLabelValues(c.topic).Add(float64(st.late))
+	p.m.finished.WithLabelValues(c.unit.Stream.String()).Add(float64(st.finished))
+	return nil
 }

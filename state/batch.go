@@ -29,6 +29,9 @@ type Batch struct {
 
 	changes  []Change       // for the changelog, last write of each key
 	changeAt map[string]int // key → index in changes
+	// changeBytes bounds what one changelog append carries (an upper
+	// bound: overwritten keys count twice).
+	changeBytes int
 }
 
 // Unit returns the unit the batch writes to.

@@ -292,6 +292,7 @@ func (b *Batch) record(c Change) {
 	if b.changeAt == nil {
 		b.changeAt = map[string]int{}
 	}
+	b.changeBytes += len(c.Key) + len(c.Value)
 	if i, ok := b.changeAt[string(c.Key)]; ok {
 		b.changes[i] = c
 		return

@@ -16,8 +16,12 @@ import (
 // DefaultRetention is how long finished metrics stay queryable.
 const DefaultRetention = 24 * time.Hour
 
-// ErrClosed is returned by every Store method called after Close.
+// ErrClosed is returned by Update after Close.
 var ErrClosed = errors.New("state store is closed")
+
+// ErrTooBig is returned (wrapped) by Update when the transaction holds more
+// than Badger takes in one commit; nothing was written. Split the work.
+var ErrTooBig = errors.New("state transaction too big")
 
 // Options configure a Store.
 type Options struct {
@@ -38,6 +42,10 @@ type Options struct {
 	// aggregates. Defaults DefaultDurationBuckets and DefaultLatencyBuckets.
 	DurationBuckets []float64
 	LatencyBuckets  []float64
+	// MaxChangeBytes bounds the changes of one transaction when a Changelog
+	// is set: a larger transaction fails with ErrTooBig before it commits,
+	// so that its changelog append fits one record batch. Default 8 MiB.
+	MaxChangeBytes int
 	// Changelog, when set, receives every committed change of every unit,
 	// so that a unit's state can be rebuilt on another instance.
 	Changelog Changelog
@@ -225,10 +233,19 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		s.mu.Lock()
+		closed := s.isClosed
+		s.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
 		b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true)}
 		err := fn(b)
 		if err == nil {
 			err = b.flush()
+		}
+		if err == nil && s.opts.Changelog != nil && b.changeBytes > s.maxChangeBytes() {
+			err = fmt.Errorf("%w: %d bytes of changes, at most %d in one changelog append", ErrTooBig, b.changeBytes, s.maxChangeBytes())
 		}
 		if err == nil {
 			err = b.txn.Commit()
@@ -237,6 +254,9 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 		}
 		if errors.Is(err, badger.ErrConflict) && attempt < 10 {
 			continue
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			err = fmt.Errorf("%w: %w", ErrTooBig, err)
 		}
 		if err != nil {
 			return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
@@ -272,4 +292,11 @@ func orDefault(b, def []float64) []float64 {
 		return slices.Clone(def)
 	}
 	return slices.Clone(b)
+}
+
+func (s *Store) maxChangeBytes() int {
+	if s.opts.MaxChangeBytes > 0 {
+		return s.opts.MaxChangeBytes
+	}
+	return 8 << 20
 }
