@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,19 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		}
 		pubs = append(pubs, p)
 	}
+	var es *sinks.Elasticsearch
+	if cfg.Sinks.Elasticsearch.Enabled {
+		var err error
+		if es, err = sinks.NewElasticsearch(cfg.Sinks.Elasticsearch.ElasticsearchConfig); err != nil {
+			return nil, fmt.Errorf("cannot build elasticsearch publisher: %w", err)
+		}
+		pubs = append(pubs, es)
+		// Hosts, not the config: a JSON log handler would not call its
+		// redacting String method.
+		log.Info("publisher enabled", "publisher", es.Name(), "hosts", es.Config().Hosts, "index_prefix", es.Config().IndexPrefix)
+	}
+	// Every publisher with an outbox is named here: the store queues each
+	// finished metric once per name.
 	names := make([]string, len(pubs))
 	for i, p := range pubs {
 		names[i] = p.Name()
@@ -62,6 +76,15 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		a.reg.MustRegister(sinks.NewStateMetrics(store))
 	}
 	a.closeFunc = append(a.closeFunc, store.Close)
+	var pushers []component
+	if cfg.Sinks.GrafanaCloud.Enabled {
+		c, err := newGrafanaCloud(cfg.Sinks.GrafanaCloud.GrafanaCloudConfig, store, a.reg, log)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		pushers = append(pushers, c)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		a.close()
@@ -104,8 +127,20 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 			a.close()
 			return nil, err
 		}
-		a.comps = append(a.comps, component{"delivery/" + p.Name(), d.Run})
+		run := d.Run
+		if es != nil && p == sinks.Publisher(es) {
+			run = func(ctx context.Context) error {
+				if !setupElasticsearch(ctx, es, cfg.Sinks.Delivery, log) {
+					return nil
+				}
+				return d.Run(ctx)
+			}
+		}
+		a.comps = append(a.comps, component{"delivery/" + p.Name(), run})
 	}
+	// After the processor has stopped, a pusher's final push carries every
+	// applied record.
+	a.comps = append(a.comps, pushers...)
 	a.comps = append(a.comps, component{"processor", proc.Run})
 	return a, nil
 }
@@ -145,4 +180,73 @@ func (a *app) close() error {
 	}
 	a.closeFunc = nil
 	return errors.Join(errs...)
+}
+
+// newGrafanaCloud builds the Grafana Cloud pusher over the state-backed
+// aggregates: a private registry, so that it pushes the finished metrics'
+// series and not pipetel's own health metrics, and no outbox.
+func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prometheus.Registerer, log *slog.Logger) (component, error) {
+	series := prometheus.NewRegistry()
+	series.MustRegister(sinks.NewStateMetrics(store))
+	gc, err := sinks.NewGrafanaCloud(cfg, sinks.WithGatherer(series), sinks.WithRegisterer(reg), sinks.WithLogger(log))
+	if err != nil {
+		return component{}, fmt.Errorf("cannot build grafana cloud publisher: %w", err)
+	}
+	log.Info("publisher enabled", "publisher", gc.Name(), "endpoint", redactURL(gc.Config().Endpoint),
+		"instance_label", gc.Config().InstanceLabel, "push_interval", gc.Config().PushInterval)
+	return component{"push/" + gc.Name(), func(ctx context.Context) error {
+		if err := gc.Run(ctx); err != nil {
+			// Not a failure of the shutdown: the receiver keeps the last
+			// successful push, and the counts live on in the state.
+			log.Warn("final push failed", "publisher", gc.Name(), "err", err)
+		}
+		return nil
+	}}, nil
+}
+
+// setupElasticsearch installs the index template, retrying with backoff
+// until it succeeds (true) or ctx ends (false). It runs inside the delivery
+// component, so an unreachable cluster delays only its own deliveries.
+func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc sinks.DeliveryConfig, log *slog.Logger) bool {
+	minWait, maxWait := dc.MinBackoff, dc.MaxBackoff
+	if minWait <= 0 {
+		minWait = 100 * time.Millisecond
+	}
+	if maxWait <= 0 {
+		maxWait = 30 * time.Second
+	}
+	wait := minWait
+	for attempt := 1; ; attempt++ {
+		err := es.Setup(ctx)
+		if err == nil {
+			log.Info("elasticsearch index template installed", "publisher", es.Name(), "template", es.Config().IndexPrefix, "attempts", attempt)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, sinks.ErrPermanent) {
+			level = slog.LevelError // 4xx: the configuration, not the network
+		}
+		log.Log(ctx, level, "cannot install elasticsearch index template; deliveries wait for it", "publisher", es.Name(),
+			"attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+// redactURL drops credentials and the query (some gateways put tokens there)
+// from a URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }

@@ -23,6 +23,10 @@ type Config struct {
 	HTTP      HTTPConfig       `yaml:"http"`
 	Sinks     SinksConfig      `yaml:"sinks"`
 	Log       LogConfig        `yaml:"log"`
+
+	// fromEnv names the environment variables that supplied secrets, for
+	// error messages (never their values).
+	fromEnv []string
 }
 
 // StateConfig places the state store.
@@ -44,8 +48,38 @@ type HTTPConfig struct {
 
 // SinksConfig selects the publishers.
 type SinksConfig struct {
-	Prometheus PrometheusSink       `yaml:"prometheus"`
-	Delivery   sinks.DeliveryConfig `yaml:"delivery"`
+	Prometheus    PrometheusSink       `yaml:"prometheus"`
+	Elasticsearch ElasticsearchSink    `yaml:"elasticsearch"`
+	GrafanaCloud  GrafanaCloudSink     `yaml:"grafana_cloud"`
+	Delivery      sinks.DeliveryConfig `yaml:"delivery"`
+}
+
+// ElasticsearchSink indexes finished metrics into Elasticsearch (or
+// OpenSearch) from its own outbox, with the delivery loop's retries and
+// dead letters.
+type ElasticsearchSink struct {
+	// Enabled defaults to false.
+	Enabled                   bool `yaml:"enabled"`
+	sinks.ElasticsearchConfig `yaml:",inline"`
+}
+
+// String shows the section with its secrets redacted.
+func (s ElasticsearchSink) String() string {
+	return fmt.Sprintf("{Enabled:%t ElasticsearchConfig:%v}", s.Enabled, s.ElasticsearchConfig)
+}
+
+// GrafanaCloudSink pushes the state-backed counters and histograms (the
+// series of sinks.NewStateMetrics) with Prometheus remote write. It has no
+// outbox: every push carries the cumulative values.
+type GrafanaCloudSink struct {
+	// Enabled defaults to false.
+	Enabled                  bool `yaml:"enabled"`
+	sinks.GrafanaCloudConfig `yaml:",inline"`
+}
+
+// String shows the section with its secret redacted.
+func (s GrafanaCloudSink) String() string {
+	return fmt.Sprintf("{Enabled:%t GrafanaCloudConfig:%v}", s.Enabled, s.GrafanaCloudConfig)
 }
 
 // PrometheusSink is the Prometheus exposition of finished metrics on
@@ -85,11 +119,48 @@ func loadConfig(path string) (Config, error) {
 }
 
 // applyEnv fills settings that may come from the environment, so that
-// secrets need not be written in the file.
+// secrets need not be written in the file. A secret set in the environment
+// overrides the file's.
 func (c *Config) applyEnv() {
 	if v := os.Getenv("PIPETEL_BROKERS"); v != "" && len(c.Processor.Brokers) == 0 {
 		c.Processor.Brokers = strings.Split(v, ",")
 	}
+	for _, s := range []struct {
+		env string
+		dst *string
+	}{
+		{"PIPETEL_ELASTICSEARCH_PASSWORD", &c.Sinks.Elasticsearch.Password},
+		{"PIPETEL_ELASTICSEARCH_API_KEY", &c.Sinks.Elasticsearch.APIKey},
+		{"PIPETEL_GRAFANA_CLOUD_API_KEY", &c.Sinks.GrafanaCloud.APIKey},
+	} {
+		if v := os.Getenv(s.env); v != "" {
+			*s.dst = v
+			c.fromEnv = append(c.fromEnv, s.env)
+		}
+	}
+}
+
+// sectionError turns a publisher's validation error ("invalid elasticsearch
+// config: hosts is empty: ...") into one that names the field by its path in
+// this file ("sinks.elasticsearch.hosts is empty: ..."), and says which of
+// its secrets came from the environment.
+func (c *Config) sectionError(section, sinkPrefix, envPrefix string, err error) error {
+	msg, ok := strings.CutPrefix(err.Error(), sinkPrefix)
+	if ok {
+		msg = section + "." + msg
+	} else {
+		msg = section + ": " + msg
+	}
+	var envs []string
+	for _, e := range c.fromEnv {
+		if strings.HasPrefix(e, envPrefix) {
+			envs = append(envs, e)
+		}
+	}
+	if len(envs) > 0 {
+		msg += " (set from the environment: " + strings.Join(envs, ", ") + ")"
+	}
+	return errors.New(msg)
 }
 
 func (c *Config) withDefaults() {
@@ -129,6 +200,20 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Sinks.Prometheus.Validate(); err != nil {
 		return fmt.Errorf("sinks.prometheus: %w", err)
+	}
+	if es := c.Sinks.Elasticsearch; es.Enabled {
+		if err := es.Validate(); err != nil {
+			return c.sectionError("sinks.elasticsearch", "invalid elasticsearch config: ", "PIPETEL_ELASTICSEARCH_", err)
+		}
+	}
+	if gc := c.Sinks.GrafanaCloud; gc.Enabled {
+		if m := gc.Metrics; len(m.DurationBuckets) > 0 || len(m.LatencyBuckets) > 0 || m.NativeHistograms || m.HostLabel || m.MaxHosts != 0 {
+			return fmt.Errorf("sinks.grafana_cloud.metrics: got %+v, expected it unset: the pushed series are the state aggregates, "+
+				"whose buckets are sinks.prometheus.duration_buckets and latency_buckets", m)
+		}
+		if err := gc.Validate(); err != nil {
+			return c.sectionError("sinks.grafana_cloud", "invalid grafanacloud config: ", "PIPETEL_GRAFANA_CLOUD_", err)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPublisherConfigErrors(t *testing.T) {
+	f := func(sinks string, env map[string]string, want string) {
+		t.Helper()
+		t.Run("", func(t *testing.T) { // a subtest: t.Setenv lasts until its end
+			t.Helper()
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			body := "processor: {brokers: [\"127.0.0.1:9092\"]}\nstate: {dir: /tmp/x}\nsinks:\n" + sinks
+			path := writeConfig(t, body)
+			_, err := runFlags{config: path}.load()
+			if want = strings.ReplaceAll(want, "CONFIG", path); err == nil || err.Error() != want {
+				t.Fatalf("sinks %q: error %v, want %q", sinks, err, want)
+			}
+		})
+	}
+	f("  elasticsearch: {enabled: true}\n", nil,
+		`sinks.elasticsearch.hosts is empty: want at least one URL such as "http://127.0.0.1:9200"`)
+	f("  elasticsearch: {enabled: true, hosts: [\"127.0.0.1:9200\"]}\n", nil,
+		`sinks.elasticsearch.hosts[0] "127.0.0.1:9200": want an http:// or https:// URL with a host`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://u:secret@es:9200\"]}\n", nil,
+		`sinks.elasticsearch.hosts[0] "http://u:xxxxx@es:9200": credentials in the URL are not allowed: use username/password or api_key`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], index_prefix: Metrics}\n", nil,
+		`sinks.elasticsearch.index_prefix "Metrics": want up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"]}\n", map[string]string{"PIPETEL_ELASTICSEARCH_PASSWORD": "s3cret"},
+		`sinks.elasticsearch.username and password: want both set or both empty (set from the environment: PIPETEL_ELASTICSEARCH_PASSWORD)`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], username: u, password: p}\n", map[string]string{"PIPETEL_ELASTICSEARCH_API_KEY": "k"},
+		`sinks.elasticsearch.api_key and username are both set: want one way to authenticate (set from the environment: PIPETEL_ELASTICSEARCH_API_KEY)`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], timeout: -1s}\n", nil,
+		`sinks.elasticsearch.timeout -1s: want 0 (default 30s) or more`)
+	f("  elasticsearch: {enabled: true, host: [\"http://es:9200\"]}\n", nil,
+		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field host not found in type main.ElasticsearchSink")
+	f("  grafana_cloud: {enabled: true, endpoint: \"prometheus.grafana.net/api/prom/push\"}\n", nil,
+		`sinks.grafana_cloud.endpoint "prometheus.grafana.net/api/prom/push": want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
+	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", instance_id: \"123\"}\n", nil,
+		`sinks.grafana_cloud.instance_id and api_key: want both set or both empty`)
+	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", api_key: k}\n", map[string]string{"PIPETEL_GRAFANA_CLOUD_API_KEY": "k2"},
+		`sinks.grafana_cloud.instance_id and api_key: want both set or both empty (set from the environment: PIPETEL_GRAFANA_CLOUD_API_KEY)`)
+	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", push_interval: -1s}\n", nil,
+		`sinks.grafana_cloud.push_interval -1s: want 0 (default 15s) or more`)
+	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", metrics: {duration_buckets: [1, 2]}}\n", nil,
+		"sinks.grafana_cloud.metrics: got {DurationBuckets:[1 2] LatencyBuckets:[] NativeHistograms:false HostLabel:false MaxHosts:0}, "+
+			"expected it unset: the pushed series are the state aggregates, whose buckets are sinks.prometheus.duration_buckets and latency_buckets")
+	// A disabled section is not checked.
+	body := "processor: {brokers: [a:1]}\nstate: {dir: /tmp/x}\nsinks: {elasticsearch: {hosts: [nonsense]}, grafana_cloud: {endpoint: x}}\n"
+	if _, err := (runFlags{config: writeConfig(t, body)}).load(); err != nil {
+		t.Fatalf("disabled sections: %v", err)
+	}
+}
+
+func TestPublisherSecretsFromEnvironment(t *testing.T) {
+	path := writeConfig(t, `processor: {brokers: ["127.0.0.1:9092"]}
+state: {dir: /tmp/x}
+sinks:
+  elasticsearch: {enabled: true, hosts: ["https://es:9200"], username: elastic, password: from-file}
+  grafana_cloud: {enabled: true, endpoint: "https://p.grafana.net/api/prom/push", instance_id: "123456"}
+`)
+	t.Setenv("PIPETEL_ELASTICSEARCH_PASSWORD", "es-env-secret")
+	t.Setenv("PIPETEL_GRAFANA_CLOUD_API_KEY", "glc-env-secret")
+	cfg, err := runFlags{config: path}.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sinks.Elasticsearch.Password; got != "es-env-secret" {
+		t.Errorf("elasticsearch password %q, want the environment's", got)
+	}
+	if got := cfg.Sinks.GrafanaCloud.APIKey; got != "glc-env-secret" {
+		t.Errorf("grafana cloud api_key %q, want the environment's", got)
+	}
+	for _, format := range []string{"%v", "%+v", "%s"} {
+		for _, v := range []any{cfg, cfg.Sinks, cfg.Sinks.Elasticsearch, cfg.Sinks.GrafanaCloud} {
+			out := fmt.Sprintf(format, v)
+			if strings.Contains(out, "secret") || strings.Contains(out, "from-file") || !strings.Contains(out, "REDACTED") {
+				t.Errorf("%s of %T shows a secret or no REDACTED: %s", format, v, out)
+			}
+		}
+	}
+	if out := fmt.Sprintf("%+v", cfg.Sinks.Elasticsearch); !strings.Contains(out, "Enabled:true") || !strings.Contains(out, "https://es:9200") {
+		t.Errorf("elasticsearch section prints as %s", out)
+	}
+}
+
+// TestPublishersWired builds (without running) an instance with every
+// publisher and checks what it wires: an outbox for Elasticsearch only, the
+// components, and their metrics.
+func TestPublishersWired(t *testing.T) {
+	var cfg Config
+	cfg.Processor.Brokers = []string{"127.0.0.1:1"}
+	cfg.State.Dir = t.TempDir()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Sinks.Elasticsearch.Enabled = true
+	cfg.Sinks.Elasticsearch.Hosts = []string{"http://127.0.0.1:1"}
+	cfg.Sinks.GrafanaCloud.Enabled = true
+	cfg.Sinks.GrafanaCloud.Endpoint = "http://127.0.0.1:1/api/v1/write"
+	cfg.withDefaults()
+	must(t, cfg.Validate())
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	var names []string
+	for _, c := range a.comps {
+		names = append(names, c.name)
+	}
+	if want := []string{"http", "delivery/elasticsearch", "push/grafanacloud", "processor"}; !slices.Equal(names, want) {
+		t.Errorf("components %v, want %v", names, want)
+	}
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishers := map[string][]string{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "publisher" {
+					publishers[mf.GetName()] = append(publishers[mf.GetName()], l.GetValue())
+				}
+			}
+		}
+	}
+	for name, want := range map[string]string{
+		"pipetel_outbox_depth":          "[elasticsearch]",
+		"pipetel_publish_retried_total": "[elasticsearch]",
+		"pipetel_push_failed_total":     "[grafanacloud]",
+		"pipetel_push_sent_total":       "[grafanacloud]",
+	} {
+		if got := fmt.Sprint(publishers[name]); got != want {
+			t.Errorf("%s publishers %s, want %s", name, got, want)
+		}
+	}
+	// The pushed series are not on /metrics twice: only the state collector
+	// of the Prometheus sink is.
+	var stateErrors int
+	for _, mf := range mfs {
+		if mf.GetName() == "pipetel_state_metrics_errors_total" {
+			stateErrors = len(mf.GetMetric())
+		}
+	}
+	if stateErrors != 1 {
+		t.Errorf("pipetel_state_metrics_errors_total has %d series on /metrics, want 1", stateErrors)
+	}
+}
