@@ -27,6 +27,7 @@ func TestElasticsearchIntegration(t *testing.T) {
 		}
 		t.Skip("PIPETEL_TEST_ELASTICSEARCH not set: no Elasticsearch node to test against (make services starts one)")
 	}
+	lockElasticsearch(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -2,14 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +26,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/telemetry"
 )
 
@@ -209,3 +217,194 @@ func must(t *testing.T, err error) {
 }
 
 func describe(v any) string { return fmt.Sprintf("%+v", v) }
+
+// requireEnv returns the environment variable name, or skips the test with
+// one line saying why (and fails it under CI=true, where make test must have
+// started the server).
+func requireEnv(t *testing.T, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		msg := name + " not set: no " + what + " to test against (make test or deploy/local/services up starts one)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI=true: required)")
+		}
+		t.Skip(msg)
+	}
+	return v
+}
+
+// servicesScript runs deploy/local/services with args and returns its
+// standard output; the script's messages go to the test log.
+func servicesScript(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "../../deploy/local/services", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		t.Logf("services %s: %s", strings.Join(args, " "), s)
+	}
+	if err != nil {
+		return string(out), fmt.Errorf("cannot run deploy/local/services %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
+
+// esServer is the Elasticsearch node of PIPETEL_TEST_ELASTICSEARCH.
+type esServer struct{ url string }
+
+// testElasticsearch returns the node and holds the shared lock on it until
+// the test ends.
+func testElasticsearch(t *testing.T) esServer {
+	t.Helper()
+	es := esServer{url: strings.TrimRight(requireEnv(t, "PIPETEL_TEST_ELASTICSEARCH", "Elasticsearch node"), "/")}
+	lockElasticsearch(t, es.url, false)
+	return es
+}
+
+// sink is the Elasticsearch section of a test instance: a unique index
+// prefix, whose indices and template are deleted when the test ends.
+func (es esServer) sink(t *testing.T) ElasticsearchSink {
+	t.Helper()
+	prefix := strings.ToLower(testbroker.Name(t, "es"))
+	t.Cleanup(func() {
+		es.do(t, "DELETE", "/"+prefix+"-*?expand_wildcards=all")
+		es.do(t, "DELETE", "/_index_template/"+prefix)
+	})
+	return ElasticsearchSink{Enabled: true, ElasticsearchConfig: sinks.ElasticsearchConfig{
+		Hosts: []string{es.url}, IndexPrefix: prefix, Compress: true,
+		OpenSearch: os.Getenv("PIPETEL_TEST_ELASTICSEARCH_FLAVOR") == "opensearch",
+	}}
+}
+
+// do sends one request; status 0 means no response (the node is down).
+func (es esServer) do(t *testing.T, method, path string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, es.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// count refreshes the indices of pattern and counts their documents.
+func (es esServer) count(t *testing.T, pattern string) int {
+	t.Helper()
+	if st, body := es.do(t, "POST", "/"+pattern+"/_refresh?allow_no_indices=true"); st != http.StatusOK {
+		t.Fatalf("refresh %s: %d %s", pattern, st, body)
+	}
+	st, body := es.do(t, "GET", "/"+pattern+"/_count?allow_no_indices=true")
+	var c struct{ Count *int }
+	if err := json.Unmarshal(body, &c); st != http.StatusOK || err != nil || c.Count == nil {
+		t.Fatalf("count %s: %d %s", pattern, st, body)
+	}
+	return *c.Count
+}
+
+// promServer is the Prometheus of PIPETEL_TEST_PROMETHEUS (basic auth).
+type promServer struct{ url, user, password, targets string }
+
+func testPrometheus(t *testing.T) promServer {
+	t.Helper()
+	return promServer{
+		url:      strings.TrimRight(requireEnv(t, "PIPETEL_TEST_PROMETHEUS", "Prometheus"), "/"),
+		user:     os.Getenv("PIPETEL_TEST_PROMETHEUS_USER"),
+		password: os.Getenv("PIPETEL_TEST_PROMETHEUS_PASSWORD"),
+		targets:  os.Getenv("PIPETEL_TEST_PROMETHEUS_TARGETS"),
+	}
+}
+
+// query evaluates an instant PromQL query whose result is at most one
+// sample; ok is false when it has none.
+func (p promServer) query(t *testing.T, expr string) (v float64, ok bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", p.url+"/api/v1/query?query="+url.QueryEscape(expr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(p.user, p.password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Status string
+		Data   struct {
+			ResultType string
+			Result     []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &r); err != nil || resp.StatusCode != http.StatusOK || r.Status != "success" {
+		t.Fatalf("query %s: %d %s", expr, resp.StatusCode, body)
+	}
+	switch len(r.Data.Result) {
+	case 0:
+		return 0, false
+	case 1:
+		s, _ := r.Data.Result[0].Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			t.Fatalf("query %s: value %q: %v", expr, s, err)
+		}
+		return v, true
+	}
+	t.Fatalf("query %s: %d samples, want at most 1: %s", expr, len(r.Data.Result), body)
+	return 0, false
+}
+
+// waitQuery polls expr until it has the value want.
+func (p promServer) waitQuery(t *testing.T, timeout time.Duration, expr string, want float64) {
+	t.Helper()
+	waitFor(t, timeout, expr+" == "+fmt.Sprint(want), func() (bool, string) {
+		v, ok := p.query(t, expr)
+		return ok && v == want, fmt.Sprintf("value %v (present %v)", v, ok)
+	})
+}
+
+// heapInuse is the process' heap in use after a collection, in bytes.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// lockElasticsearch holds a lock on the node at url until the test ends:
+// shared by tests that use the node, exclusive for a test that stops it, so
+// that an outage test never stops the node under another test, also one of
+// another package (sinks takes the same lock file).
+func lockElasticsearch(t *testing.T, url string, exclusive bool) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(url))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("pipetel-test-elasticsearch-%x.lock", sum[:6]))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("cannot open lock %q: %v", path, err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("cannot lock %q: %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+}

@@ -142,3 +142,18 @@ func (s scenario) checkEvent(t *testing.T, i int, m schemas.EventMetric) {
 		t.Errorf("task %d: got %s", i, describe(m))
 	}
 }
+
+// byDay counts the events and the network operations of tasks [from, to)
+// by the UTC day ("2006.01.02") of their start time, as Elasticsearch's
+// daily indices hold them.
+func (s scenario) byDay(from, to int) (events, ops map[string]int) {
+	events, ops = map[string]int{}, map[string]int{}
+	for i := from; i < to; i++ {
+		day := s.start(i).UTC().Format("2006.01.02")
+		events[day]++
+		if s.hasOp(i) {
+			ops[day]++
+		}
+	}
+	return events, ops
+}
