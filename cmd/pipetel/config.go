@@ -202,6 +202,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sinks.prometheus: %w", err)
 	}
 	if es := c.Sinks.Elasticsearch; es.Enabled {
+		if es.FlushBytes != 0 || es.FlushInterval != 0 {
+			return fmt.Errorf("sinks.elasticsearch.flush_bytes/flush_interval: got %d/%v, expected them unset: "+
+				"run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request", es.FlushBytes, es.FlushInterval)
+		}
 		if err := es.Validate(); err != nil {
 			return c.sectionError("sinks.elasticsearch", "invalid elasticsearch config: ", "PIPETEL_ELASTICSEARCH_", err)
 		}

@@ -46,6 +46,8 @@ func TestPublisherConfigErrors(t *testing.T) {
 		`sinks.elasticsearch.api_key and username are both set: want one way to authenticate (set from the environment: PIPETEL_ELASTICSEARCH_API_KEY)`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], timeout: -1s}\n", nil,
 		`sinks.elasticsearch.timeout -1s: want 0 (default 30s) or more`)
+	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], flush_interval: 1s}\n", nil,
+		`sinks.elasticsearch.flush_bytes/flush_interval: got 0/1s, expected them unset: run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request`)
 	f("  elasticsearch: {enabled: true, host: [\"http://es:9200\"]}\n", nil,
 		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field host not found in type main.ElasticsearchSink")
 	f("  grafana_cloud: {enabled: true, endpoint: \"prometheus.grafana.net/api/prom/push\"}\n", nil,
