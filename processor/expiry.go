@@ -114,7 +114,10 @@ func (j *joiner) enforceCap(b *state.Batch, st *joinStats) error {
 	if err != nil || open <= j.rules.maxOpen {
 		return err
 	}
-	due, _, err := b.Due(math.MaxInt64, int(open-j.rules.maxOpen))
+	// Expire a little below the cap (1%), so that the next records do not
+	// each pay for a lookup of the earliest deadlines.
+	slack := max(1, j.rules.maxOpen/100)
+	due, _, err := b.Due(math.MaxInt64, int(open-j.rules.maxOpen+slack-1))
 	if err != nil {
 		return err
 	}
