@@ -1,8 +1,10 @@
 // Package testbroker chooses the Kafka broker the integration tests run
 // against, in one place: an address in PIPETEL_TEST_KAFKA wins (make test
-// starts a real Apache Kafka broker and sets it); otherwise the embedded
-// kfake broker, started per test. The same tests run on either, and each
-// package prints once which one it used.
+// starts a real Apache Kafka broker and sets it); otherwise, where a Docker
+// engine is reachable, testcontainers-go starts a Kafka container (one per
+// test binary); otherwise the embedded kfake broker, started per test. The
+// same tests run on any of them, and each package prints once which one it
+// used.
 //
 // Under CI=true an unset PIPETEL_TEST_KAFKA fails the test: CI must prove the
 // product against the real broker, never fall back silently.
@@ -32,7 +34,8 @@ const EnvKafka = "PIPETEL_TEST_KAFKA"
 type Broker struct {
 	// Addrs are the bootstrap addresses.
 	Addrs []string
-	// Kind is "kafka" for a real broker, "embedded" for kfake.
+	// Kind is "kafka" for a broker from PIPETEL_TEST_KAFKA, "container" for
+	// one testcontainers-go started, "embedded" for kfake.
 	Kind string
 	// Cluster is the embedded cluster, nil for a real broker.
 	Cluster *kfake.Cluster
@@ -46,6 +49,12 @@ func Start(t testing.TB) *Broker {
 	var b *Broker
 	if addr := os.Getenv(EnvKafka); addr != "" {
 		b = &Broker{Addrs: strings.Split(addr, ","), Kind: "kafka"}
+	} else if dockerReachable() {
+		addr, err := kafkaContainer()
+		if err != nil {
+			t.Fatalf("a Docker engine is reachable but the Kafka container did not start: %v", err)
+		}
+		b = &Broker{Addrs: []string{addr}, Kind: "container"}
 	} else {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s is not set under CI=true: the integration tests must run against the real Kafka broker (make test starts it)", EnvKafka)
@@ -59,8 +68,11 @@ func Start(t testing.TB) *Broker {
 	}
 	announce.Do(func() {
 		what := "embedded kfake broker (set " + EnvKafka + " or run make test for the real one)"
-		if b.Kind == "kafka" {
+		switch b.Kind {
+		case "kafka":
 			what = "real Kafka broker at " + strings.Join(b.Addrs, ",")
+		case "container":
+			what = "Kafka container " + KafkaImage + " (testcontainers-go) at " + strings.Join(b.Addrs, ",")
 		}
 		Report(fmt.Sprintf("%s: Kafka tests use the %s", packageOf(t), what))
 	})
