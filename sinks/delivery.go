@@ -108,13 +108,13 @@ func (d *Delivery) Run(ctx context.Context) error {
 			continue
 		}
 		d.m.setOldest(items[0].Enqueued)
-		if err := d.deliver(ctx, items); err != nil {
+		if done, err := d.deliver(ctx, items); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
-			d.log.Warn("cannot publish; will retry", "items", len(items), "retry_in", wait.Round(time.Millisecond), "err", err)
-			d.m.retried.Add(float64(len(items)))
+			d.log.Warn("cannot publish; will retry", "items", len(items)-done, "retry_in", wait.Round(time.Millisecond), "err", err)
+			d.m.retried.Add(float64(len(items) - done))
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
@@ -128,8 +128,9 @@ func (d *Delivery) Run(ctx context.Context) error {
 }
 
 // deliver publishes items, events then network operations, acknowledging
-// each kind once its publish succeeded or its rejects were dead-lettered.
-func (d *Delivery) deliver(ctx context.Context, items []state.OutboxItem) error {
+// each kind once its publish succeeded or its rejects were dead-lettered. It
+// returns how many items left the outbox.
+func (d *Delivery) deliver(ctx context.Context, items []state.OutboxItem) (int, error) {
 	var events, network []state.OutboxItem
 	for _, it := range items {
 		if it.Event != nil {
@@ -138,13 +139,16 @@ func (d *Delivery) deliver(ctx context.Context, items []state.OutboxItem) error 
 			network = append(network, it)
 		}
 	}
+	done := 0
 	if len(events) > 0 {
 		ms := make([]schemas.EventMetric, len(events))
 		for i, it := range events {
 			ms[i] = *it.Event
 		}
-		if err := d.publish(ctx, events, func(ctx context.Context) error { return d.pub.PublishEvents(ctx, ms) }); err != nil {
-			return err
+		n, err := d.publish(ctx, events, func(ctx context.Context) error { return d.pub.PublishEvents(ctx, ms) })
+		done += n
+		if err != nil {
+			return done, err
 		}
 	}
 	if len(network) > 0 {
@@ -152,12 +156,13 @@ func (d *Delivery) deliver(ctx context.Context, items []state.OutboxItem) error 
 		for i, it := range network {
 			ms[i] = *it.Network
 		}
-		return d.publish(ctx, network, func(ctx context.Context) error { return d.pub.PublishNetwork(ctx, ms) })
+		n, err := d.publish(ctx, network, func(ctx context.Context) error { return d.pub.PublishNetwork(ctx, ms) })
+		return done + n, err
 	}
-	return nil
+	return done, nil
 }
 
-func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call func(context.Context) error) error {
+func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call func(context.Context) error) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	started := time.Now()
 	err := call(cctx)
@@ -165,7 +170,7 @@ func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call f
 	d.m.latency.Observe(time.Since(started).Seconds())
 	if err == nil {
 		d.m.sent.Add(float64(len(items)))
-		return d.ack(items)
+		return len(items), d.ack(items)
 	}
 	d.m.failed.Add(float64(len(items)))
 	var rej *RejectedError
@@ -175,28 +180,31 @@ func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call f
 		for _, r := range rej.Items {
 			bad[r.ID] = true
 		}
-		var dead []state.OutboxItem
+		var dead, rest []state.OutboxItem
 		for _, it := range items {
 			if bad[itemID(it)] {
 				dead = append(dead, it)
+			} else {
+				rest = append(rest, it)
 			}
 		}
 		if err := d.deadLetter(ctx, dead, rej); err != nil {
-			return err
+			return 0, err
 		}
 		if isOnly(err, rej) {
-			return d.ack(items)
+			d.m.sent.Add(float64(len(rest)))
+			return len(items), d.ack(rest)
 		}
-		return err // the rest is retried; resending accepted items is idempotent by id
+		return len(dead), err // the rest is retried; resending accepted items is idempotent by id
 	case errors.Is(err, ErrAuth):
-		return err // keep everything until the credentials are fixed
+		return 0, err // keep everything until the credentials are fixed
 	case errors.Is(err, ErrPermanent):
 		if err := d.deadLetter(ctx, items, err); err != nil {
-			return err
+			return 0, err
 		}
-		return d.ack(items)
+		return len(items), nil
 	}
-	return err
+	return 0, err
 }
 
 // isOnly reports whether err carries nothing but rej.
