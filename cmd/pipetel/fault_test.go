@@ -356,7 +356,7 @@ func TestFaultKillRestart(t *testing.T) {
 	}
 	t.Logf("load of %d tasks took %v; %d records undelivered at first, %d task phases sent again",
 		n, time.Since(loadStarted).Round(100*time.Millisecond), load.errored.Load(), load.resent.Load())
-	drained := f.checkDrained(s, n, 3*time.Minute)
+	drained := f.checkDrained(s, n, 2*time.Minute)
 	for _, in := range f.inst {
 		t.Logf("%s's warnings and errors:%s", in.name, in.problems())
 	}
@@ -445,7 +445,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 			t.Fatalf("%s exited during the broker outage; log:\n%s", in.name, in.logTail(40))
 		}
 	}
-	drained := f.checkDrained(s, n, 3*time.Minute)
+	drained := f.checkDrained(s, n, 2*time.Minute)
 	for _, in := range f.inst {
 		t.Logf("%s's warnings and errors:%s", in.name, in.problems())
 	}
