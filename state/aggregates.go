@@ -10,7 +10,7 @@ import (
 )
 
 // tagAggregates holds a unit's exported counters and histograms: + p.
-var tagAggregates = [2]byte{'a', 'g'}
+var tagAggregates, tagNetAggregates = [2]byte{'a', 'g'}, [2]byte{'a', 'n'}
 
 // Default histogram bounds, in seconds, when Options leave them empty.
 var (
@@ -90,7 +90,7 @@ func (b *Batch) loadAggregates() error {
 		return nil
 	}
 	a := &Aggregates{}
-	if _, err := b.get(prefix(tagAggregates, b.unit.Partition), a); err != nil {
+	if _, err := b.get(prefix(aggregatesTag(b.unit.Stream), b.unit.Partition), a); err != nil {
 		return err
 	}
 	// Bounds changed by the operator: the old counts do not fit the new
@@ -173,7 +173,7 @@ func (s *Store) Aggregates() ([]UnitAggregates, error) {
 			for _, p := range s.Owned(st) {
 				b := &Batch{s: s, txn: txn, unit: Unit{st, p}}
 				var a Aggregates
-				found, err := b.get(prefix(tagAggregates, p), &a)
+				found, err := b.get(prefix(aggregatesTag(st), p), &a)
 				if err != nil {
 					return err
 				}

@@ -235,7 +235,7 @@ func (b *Batch) flush() error {
 		}
 	}
 	if b.aggsDirty {
-		if err := b.put(prefix(tagAggregates, b.unit.Partition), b.aggs); err != nil {
+		if err := b.put(prefix(aggregatesTag(b.unit.Stream), b.unit.Partition), b.aggs); err != nil {
 			return err
 		}
 	}

@@ -11,18 +11,19 @@ var (
 	tagEventDeadline = [2]byte{'x', 'e'} // + p + ordered deadline + task
 	tagNetDeadline   = [2]byte{'y', 'e'} // + p + ordered deadline + task \x00 op
 	tagStreamTime    = [2]byte{'t', 'm'} // + p
+	tagNetStreamTime = [2]byte{'t', 'n'} // + p
 )
 
 // StreamTime returns the unit's stream time in Unix nanoseconds, 0 when
 // nothing was seen yet.
 func (b *Batch) StreamTime() (int64, error) {
-	n, _, err := readInt64(b.txn, prefix(tagStreamTime, b.unit.Partition))
+	n, _, err := readInt64(b.txn, prefix(streamTimeTag(b.unit.Stream), b.unit.Partition))
 	return n, err
 }
 
 // SetStreamTime stores the unit's stream time.
 func (b *Batch) SetStreamTime(ns int64) error {
-	return b.set(prefix(tagStreamTime, b.unit.Partition), int64Bytes(ns))
+	return b.set(prefix(streamTimeTag(b.unit.Stream), b.unit.Partition), int64Bytes(ns))
 }
 
 func (b *Batch) deadlineTag() [2]byte {
@@ -96,7 +97,7 @@ func (s *Store) StreamTime(u Unit) (int64, error) {
 	var n int64
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		n, _, err = readInt64(txn, prefix(tagStreamTime, u.Partition))
+		n, _, err = readInt64(txn, prefix(streamTimeTag(u.Stream), u.Partition))
 		return err
 	})
 	return n, err
@@ -107,4 +108,18 @@ func (s *Store) OpenTasksOf(u Unit) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pending[u]
+}
+
+func streamTimeTag(s Stream) [2]byte {
+	if s == Network {
+		return tagNetStreamTime
+	}
+	return tagStreamTime
+}
+
+func aggregatesTag(s Stream) [2]byte {
+	if s == Network {
+		return tagNetAggregates
+	}
+	return tagAggregates
 }

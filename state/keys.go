@@ -59,7 +59,7 @@ var (
 // a unit by prefix.
 func unitTags(s Stream) [][2]byte {
 	if s == Network {
-		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetCounts, tagAggregates, tagNetDeadline, tagStreamTime}
+		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetCounts, tagNetAggregates, tagNetDeadline, tagNetStreamTime}
 	}
 	return [][2]byte{tagPendingEvent, tagFinishedEvent, tagEventFailed, tagEventDuration, tagEventExpiry, tagRetryStats, tagEventCounts, tagAggregates, tagEventDeadline, tagStreamTime}
 }
