@@ -39,7 +39,18 @@ func (c *partitionConsumer) run(ctx context.Context) {
 	p := c.p
 	log := p.log.With("topic", c.topic, "partition", c.unit.Partition)
 	if p.changelog != nil {
-		if err := c.prepareState(ctx); err != nil {
+		// Right after a topic is created or the broker restarts, reading the
+		// changelog's end fails for a moment (not leader, EOF): retry a few
+		// times before giving the partition back to a rebalance.
+		var err error
+		for attempt := 1; attempt <= 5 && ctx.Err() == nil; attempt++ {
+			if err = c.prepareState(ctx); err == nil {
+				break
+			}
+			log.Warn("cannot prepare partition state from the changelog; retrying", "attempt", attempt, "err", err)
+			sleepCtx(ctx, time.Duration(attempt)*500*time.Millisecond)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("cannot prepare partition state from the changelog", "err", err)
 			}
