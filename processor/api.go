@@ -45,9 +45,9 @@ func NewAPI(store *state.Store, opts ...APIOption) *API {
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/events/{task_id...}", a.event)
-	mux.HandleFunc("GET /api/v1/events", a.events)
+	mux.HandleFunc("GET /api/v1/events", list(a, state.Events, a.events))
 	mux.HandleFunc("GET /api/v1/network/{task_id...}", a.networkOp)
-	mux.HandleFunc("GET /api/v1/network", a.network)
+	mux.HandleFunc("GET /api/v1/network", list(a, state.Network, a.network))
 	mux.HandleFunc("GET /api/v1/retries", a.retries)
 }
 
@@ -200,46 +200,35 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 	return true
 }
 
-func (a *API) events(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	local, ok := a.scope(w, r, q)
-	if !ok {
-		return
+// list serves one list endpoint: from this instance's partitions with
+// scope=local, otherwise gathered from every instance.
+func list[T any](a *API, st state.Stream, run func(p listParams, limit int, cursor string) (state.Page[T], error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		local, ok := a.scope(w, r, q)
+		if !ok {
+			return
+		}
+		p, ok := parseList(w, q)
+		if !ok {
+			return
+		}
+		query := func(limit int, cursor string) (state.Page[T], error) { return run(p, limit, cursor) }
+		if local {
+			page, err := query(p.limit, p.cursor)
+			writePage(w, page, err)
+			return
+		}
+		gather(a, w, r, q, st, p, query)
 	}
-	p, ok := parseList(w, q)
-	if !ok {
-		return
-	}
-	query := func(limit int, cursor string) (state.Page[schemas.EventMetric], error) {
-		return a.store.Events(state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
-	}
-	if local {
-		page, err := query(p.limit, p.cursor)
-		writePage(w, page, err)
-		return
-	}
-	gather(a, w, r, q, state.Events, p, query)
 }
 
-func (a *API) network(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	local, ok := a.scope(w, r, q)
-	if !ok {
-		return
-	}
-	p, ok := parseList(w, q)
-	if !ok {
-		return
-	}
-	query := func(limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
-		return a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
-	}
-	if local {
-		page, err := query(p.limit, p.cursor)
-		writePage(w, page, err)
-		return
-	}
-	gather(a, w, r, q, state.Network, p, query)
+func (a *API) events(p listParams, limit int, cursor string) (state.Page[schemas.EventMetric], error) {
+	return a.store.Events(state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+}
+
+func (a *API) network(p listParams, limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
+	return a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
 func writePage[T any](w http.ResponseWriter, page state.Page[T], err error) {
