@@ -268,3 +268,27 @@ func runBatchesWith(t *testing.T, s *state.Store, j *joiner, recs []schemas.Reco
 		t.Fatal(err)
 	}
 }
+
+func TestPausePolicy(t *testing.T) {
+	s := newStore(t, evUnit)
+	cfg := expiryConfig()
+	cfg.MaxOpenTasks, cfg.OpenTaskPolicy = 2, PolicyPause
+	p := &Processor{cfg: cfg, store: s}
+	c := &partitionConsumer{p: p, unit: evUnit}
+	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+	f := func(recs []schemas.Record, wantOpen int64, wantPaused bool) {
+		t.Helper()
+		runBatchesWith(t, s, j, recs)
+		if got := s.OpenTasksOf(evUnit); got != wantOpen {
+			t.Fatalf("open %d, want %d", got, wantOpen)
+		}
+		if got := c.paused(); got != wantPaused {
+			t.Fatalf("paused %v, want %v", got, wantPaused)
+		}
+	}
+	f([]schemas.Record{evStart("a", 0)}, 1, false)
+	// The pause policy never expires early: the partition stops fetching.
+	f([]schemas.Record{evStart("b", 1), evStart("c", 2)}, 3, true)
+	f([]schemas.Record{evEnd("b", 3, "")}, 2, true)
+	f([]schemas.Record{evEnd("c", 4, "")}, 1, false)
+}
