@@ -1,0 +1,135 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
+)
+
+// TestStateMetrics: the aggregates kept in the state come out as the seed's
+// metric families with a partition label, exact, and lint clean.
+func TestStateMetrics(t *testing.T) {
+	s, err := state.Open(state.Options{NoSync: true, DurationBuckets: []float64{1, 5}, LatencyBuckets: []float64{0.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ev := func(task, name string, status schemas.Status, d float64, retries int) schemas.EventMetric {
+		return schemas.EventMetric{TaskID: task, EventName: name, StartTime: &start, DurationSeconds: &d, Status: status, RetryCount: retries}
+	}
+	nw := func(task string, status schemas.Status, l float64) schemas.NetworkMetric {
+		return schemas.NetworkMetric{TaskID: task, Operation: "db_query", StartTime: &start, LatencySeconds: &l, Status: status, BytesSent: 10, BytesReceived: 100}
+	}
+	apply := func(u state.Unit, fn func(b *state.Batch) error) {
+		t.Helper()
+		if err := s.Own(u); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(context.Background(), u, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(state.Unit{Stream: state.Events, Partition: 0}, func(b *state.Batch) error {
+		for _, m := range []schemas.EventMetric{ev("a", "load", "completed", 0.5, 1), ev("b", "load", "completed", 3, 0), ev("c", "load", "failed", 9, 2)} {
+			if err := b.FinishEvent(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	apply(state.Unit{Stream: state.Events, Partition: 1}, func(b *state.Batch) error {
+		return b.FinishEvent(ev("d", "load", "completed", 1, 0))
+	})
+	apply(state.Unit{Stream: state.Network, Partition: 0}, func(b *state.Batch) error {
+		for _, m := range []schemas.NetworkMetric{nw("a", "completed", 0.1), nw("b", "failed", 2)} {
+			if err := b.FinishNetwork(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStateMetrics(s))
+	want := `
+# HELP event_duration_seconds Duration of finished event executions.
+# TYPE event_duration_seconds histogram
+event_duration_seconds_bucket{event_name="load",partition="0",status="completed",le="1"} 1
+event_duration_seconds_bucket{event_name="load",partition="0",status="completed",le="5"} 2
+event_duration_seconds_bucket{event_name="load",partition="0",status="completed",le="+Inf"} 2
+event_duration_seconds_sum{event_name="load",partition="0",status="completed"} 3.5
+event_duration_seconds_count{event_name="load",partition="0",status="completed"} 2
+event_duration_seconds_bucket{event_name="load",partition="0",status="failed",le="1"} 0
+event_duration_seconds_bucket{event_name="load",partition="0",status="failed",le="5"} 0
+event_duration_seconds_bucket{event_name="load",partition="0",status="failed",le="+Inf"} 1
+event_duration_seconds_sum{event_name="load",partition="0",status="failed"} 9
+event_duration_seconds_count{event_name="load",partition="0",status="failed"} 1
+event_duration_seconds_bucket{event_name="load",partition="1",status="completed",le="1"} 1
+event_duration_seconds_bucket{event_name="load",partition="1",status="completed",le="5"} 1
+event_duration_seconds_bucket{event_name="load",partition="1",status="completed",le="+Inf"} 1
+event_duration_seconds_sum{event_name="load",partition="1",status="completed"} 1
+event_duration_seconds_count{event_name="load",partition="1",status="completed"} 1
+# HELP event_retries_total Retries of finished event executions.
+# TYPE event_retries_total counter
+event_retries_total{event_name="load",partition="0"} 3
+event_retries_total{event_name="load",partition="1"} 0
+# HELP events_total Finished event executions.
+# TYPE events_total counter
+events_total{event_name="load",partition="0",status="completed"} 2
+events_total{event_name="load",partition="0",status="failed"} 1
+events_total{event_name="load",partition="1",status="completed"} 1
+# HELP network_bytes_total Bytes moved by finished network operations.
+# TYPE network_bytes_total counter
+network_bytes_total{direction="received",operation="db_query",partition="0"} 200
+network_bytes_total{direction="sent",operation="db_query",partition="0"} 20
+# HELP network_latency_seconds Latency of finished network operations.
+# TYPE network_latency_seconds histogram
+network_latency_seconds_bucket{operation="db_query",partition="0",le="0.5"} 1
+network_latency_seconds_bucket{operation="db_query",partition="0",le="+Inf"} 2
+network_latency_seconds_sum{operation="db_query",partition="0"} 2.1
+network_latency_seconds_count{operation="db_query",partition="0"} 2
+# HELP network_operations_total Finished network operations.
+# TYPE network_operations_total counter
+network_operations_total{operation="db_query",partition="0",status="completed"} 1
+network_operations_total{operation="db_query",partition="0",status="failed"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"event_duration_seconds", "event_retries_total", "events_total", "network_bytes_total", "network_latency_seconds", "network_operations_total"); err != nil {
+		t.Fatal(err)
+	}
+	// A partition this instance no longer owns is not exported.
+	s.Disown(state.Unit{Stream: state.Events, Partition: 1})
+	if n := testutil.CollectAndCount(NewStateMetrics(s), "events_total"); n != 2 {
+		t.Fatalf("%d events_total series after disowning partition 1, want 2", n)
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		skipOrFail(t, "promtool not found: apt-get install prometheus to lint the exposition")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&text, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &text
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
