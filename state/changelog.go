@@ -309,7 +309,12 @@ func (b *Batch) logChanges(ctx context.Context) error {
 	}
 	off, err := b.s.opts.Changelog.Append(ctx, b.unit, b.changes)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotLogged, err)
+		// The local state now holds changes the log lacks. Not every
+		// transaction moves the applied offset (expiry, retention), so the
+		// mark alone would not show it: drop the mark, and the next
+		// assignment rebuilds the unit from the log.
+		drop := b.s.db.Update(func(txn *badger.Txn) error { return txn.Delete(markKey(b.unit)) })
+		return errors.Join(fmt.Errorf("%w: %w", ErrNotLogged, err), drop)
 	}
 	return b.s.setMark(b.unit, off)
 }
