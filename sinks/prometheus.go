@@ -13,16 +13,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
 )
 
 var _ Publisher = (*Prometheus)(nil)
 
-// Default histogram buckets, in seconds. Pipeline events run from milliseconds
-// to minutes; network operations from a millisecond to tens of seconds.
-// Do not modify them; PrometheusConfig copies them.
+// Default histogram buckets, in seconds: the state store's, so that the
+// process-mode publisher and the state-backed series have the same bounds.
+// Pipeline events run from milliseconds to minutes; network operations from a
+// millisecond to tens of seconds. Do not modify them; PrometheusConfig copies
+// them.
 var (
-	DefaultDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
-	DefaultLatencyBuckets  = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+	DefaultDurationBuckets = state.DefaultDurationBuckets
+	DefaultLatencyBuckets  = state.DefaultLatencyBuckets
 )
 
 // DefaultMaxHosts is PrometheusConfig.MaxHosts when it is 0.
