@@ -1,16 +1,13 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pipetel/pipetel/schemas"
@@ -263,30 +260,11 @@ func TestPrometheusConfigYAML(t *testing.T) {
 // TestPrometheusPromtool lints the exposition with promtool (Debian package
 // prometheus) when it is installed.
 func TestPrometheusPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		skipOrFail(t, "promtool not found: apt-get install prometheus to lint the exposition")
-	}
 	p, reg := newTestPrometheus(t, PrometheusConfig{HostLabel: true, NativeHistograms: true})
 	ctx := context.Background()
 	_ = p.PublishEvents(ctx, []schemas.EventMetric{{EventName: "x", Status: schemas.StatusCompleted, DurationSeconds: fp(1), RetryCount: 1}})
 	_ = p.PublishNetwork(ctx, []schemas.NetworkMetric{{Host: "h", Operation: "y", Status: schemas.StatusCompleted, LatencySeconds: fp(0.2), BytesSent: 1}})
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&text, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = &text
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) != 0 {
-		t.Errorf("promtool check metrics: %v\n%s\nexposition:\n%s", err, out, text.String())
-	}
+	lintExposition(t, reg)
 }
 
 func TestPrometheusInvalidUTF8(t *testing.T) {

@@ -1,16 +1,13 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -113,23 +110,5 @@ network_operations_total{operation="db_query",partition="0",status="failed"} 1
 		t.Fatalf("%d events_total series after disowning partition 1, want 2", n)
 	}
 
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		skipOrFail(t, "promtool not found: apt-get install prometheus to lint the exposition")
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&text, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = &text
-	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
+	lintExposition(t, reg)
 }
