@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -22,6 +23,10 @@ import (
 //	events p1: slow-1 completed 3 s; "a/b c" completed 0.5 s with 1 retry; pend-start pending (start only)
 //	network p0: n1/"" completed 0.5 s; n1/op2 failed 2 s
 //	network p1: n2/"" completed 1.5 s; n3/x completed 4 s; n4/"" pending
+//
+// ts is at(sec) as the API prints it.
+func ts(sec float64) string { return at(sec).Format(time.RFC3339Nano) }
+
 func apiFixture(t *testing.T) *httptest.Server {
 	t.Helper()
 	ev0, ev1 := state.Unit{Stream: state.Events, Partition: 0}, state.Unit{Stream: state.Events, Partition: 1}
@@ -110,44 +115,44 @@ func TestAPIEvent(t *testing.T) {
 	}{
 		{"/api/v1/events/done-1", map[string]any{
 			"task_id": "done-1", "event_name": "ingest", "pipeline_id": "pl-1", "process_id": 42.0,
-			"start_time": "2024-05-01T12:00:00Z", "end_time": "2024-05-01T12:00:01.5Z", "duration_seconds": 1.5,
+			"start_time": ts(0), "end_time": ts(1.5), "duration_seconds": 1.5,
 			"status": "completed", "error": "", "retry_count": 0.0,
 		}},
 		{"/api/v1/events/fail-1", map[string]any{
 			"task_id": "fail-1", "event_name": "ingest", "pipeline_id": "pl-1", "process_id": 42.0,
-			"start_time": "2024-05-01T12:00:00Z", "end_time": "2024-05-01T12:00:02Z", "duration_seconds": 2.0,
+			"start_time": ts(0), "end_time": ts(2), "duration_seconds": 2.0,
 			"status": "failed", "error": "boom", "retry_count": 2.0,
 		}},
 		{"/api/v1/events/pend-end", map[string]any{
 			"task_id": "pend-end", "event_name": "", "pipeline_id": "", "process_id": nil,
-			"start_time": nil, "end_time": "2024-05-01T12:00:05Z", "duration_seconds": nil,
+			"start_time": nil, "end_time": ts(5), "duration_seconds": nil,
 			"status": "pending", "error": "", "retry_count": 0.0,
 		}},
 		{"/api/v1/events/pend-start", map[string]any{
 			"task_id": "pend-start", "event_name": "ingest", "pipeline_id": "pl-1", "process_id": 42.0,
-			"start_time": "2024-05-01T12:00:01Z", "end_time": nil, "duration_seconds": nil,
+			"start_time": ts(1), "end_time": nil, "duration_seconds": nil,
 			"status": "pending", "error": "", "retry_count": 0.0,
 		}},
 		// The {task_id...} wildcard takes "/" literally or escaped, and
 		// spaces escaped.
 		{"/api/v1/events/a/b%20c", map[string]any{
 			"task_id": "a/b c", "event_name": "ingest", "pipeline_id": "pl-1", "process_id": 42.0,
-			"start_time": "2024-05-01T12:00:00Z", "end_time": "2024-05-01T12:00:00.5Z", "duration_seconds": 0.5,
+			"start_time": ts(0), "end_time": ts(0.5), "duration_seconds": 0.5,
 			"status": "completed", "error": "", "retry_count": 1.0,
 		}},
 		{"/api/v1/events/" + url.PathEscape("a/b c"), map[string]any{
 			"task_id": "a/b c", "event_name": "ingest", "pipeline_id": "pl-1", "process_id": 42.0,
-			"start_time": "2024-05-01T12:00:00Z", "end_time": "2024-05-01T12:00:00.5Z", "duration_seconds": 0.5,
+			"start_time": ts(0), "end_time": ts(0.5), "duration_seconds": 0.5,
 			"status": "completed", "error": "", "retry_count": 1.0,
 		}},
 		{"/api/v1/network/n1?op_id=op2", map[string]any{
 			"task_id": "n1", "op_id": "op2", "host": "db.internal", "port": 5432.0, "operation": "query",
-			"start_time": "2024-05-01T12:00:00Z", "end_time": "2024-05-01T12:00:02Z", "latency_seconds": 2.0,
+			"start_time": ts(0), "end_time": ts(2), "latency_seconds": 2.0,
 			"bytes_sent": 100.0, "bytes_received": 2000.0, "status": "failed", "error": "reset",
 		}},
 		{"/api/v1/network/n4", map[string]any{
 			"task_id": "n4", "op_id": "", "host": "db.internal", "port": 5432.0, "operation": "query",
-			"start_time": "2024-05-01T12:00:00Z", "end_time": nil, "latency_seconds": nil,
+			"start_time": ts(0), "end_time": nil, "latency_seconds": nil,
 			"bytes_sent": 0.0, "bytes_received": 0.0, "status": "pending", "error": "",
 		}},
 	}

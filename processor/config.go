@@ -77,6 +77,17 @@ type Config struct {
 	// RetentionInterval is how often each partition removes finished
 	// metrics older than the store's retention. Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+
+	// Now is the wall clock: it bounds how far ahead of it a record's time
+	// can move stream time. Nil means time.Now; tests inject their own.
+	Now func() time.Time `yaml:"-"`
+}
+
+func (c Config) wallClock() func() time.Time {
+	if c.Now != nil {
+		return c.Now
+	}
+	return time.Now
 }
 
 // WithDefaults returns c with every zero field set to its default.

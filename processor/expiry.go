@@ -70,6 +70,10 @@ func (r rules) networkDeadline(pn state.PendingNetwork) int64 {
 type clock struct {
 	stream       int64 // Unix nanoseconds; persisted in the unit's state
 	nextDeadline int64 // 0: unknown, look it up
+	// newest is the newest record time applied, clamped like stream but
+	// never moved by the wall clock; persisted. Retention counts back from
+	// it, so a backfill of old records stays queryable (see README).
+	newest int64
 }
 
 // advance moves stream time to a record's time, never back, and never more
@@ -77,6 +81,7 @@ type clock struct {
 func (c *clock) advance(recordTime time.Time, wall time.Time) {
 	t := min(recordTime.UnixNano(), wall.Add(maxClockSkew).UnixNano())
 	c.stream = max(c.stream, t)
+	c.newest = max(c.newest, t)
 }
 
 // expireDue finishes every pending entry whose deadline is at or before the
@@ -144,7 +149,7 @@ func (j *joiner) expire(b *state.Batch, d state.Due, st *joinStats, early bool) 
 		if err := b.DeletePendingNetwork(d.TaskID, d.OpID); err != nil {
 			return err
 		}
-		return b.FinishNetwork(m)
+		return j.finishNetwork(b, m, st)
 	}
 	pe, found, err := b.PendingEvent(d.TaskID)
 	if err != nil || !found {
@@ -156,7 +161,7 @@ func (j *joiner) expire(b *state.Batch, d state.Due, st *joinStats, early bool) 
 	if err := b.DeletePendingEvent(d.TaskID); err != nil {
 		return err
 	}
-	return b.FinishEvent(m)
+	return j.finishEvent(b, m, st)
 }
 
 func (j *joiner) expiredStatus(hasStart bool, timeout time.Duration, early bool) (schemas.Status, string) {

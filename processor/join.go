@@ -20,6 +20,9 @@ type joinStats struct {
 	finished   int
 	timedOut   int // expired with a start but no end
 	orphans    int // expired with no start
+	// pastRetention counts metrics that finished already older than the
+	// retention: counted and published, but swept from the API at once.
+	pastRetention int
 }
 
 // joiner applies records to one unit: the join, deadlines and expiry.
@@ -27,6 +30,9 @@ type joiner struct {
 	rules rules
 	clock *clock
 	wall  func() time.Time
+	// retention is the store's: a metric whose end is this far behind the
+	// newest record time is swept by the next retention pass. 0: no check.
+	retention time.Duration
 }
 
 // apply advances stream time to the record, expires what became due before
@@ -116,7 +122,7 @@ func (j *joiner) applyEvent(b *state.Batch, r schemas.Record, st *joinStats) err
 		}
 	}
 	st.finished++
-	return b.FinishEvent(finishedEvent(r.TaskID, pe))
+	return j.finishEvent(b, finishedEvent(r.TaskID, pe), st)
 }
 
 func finishedEvent(taskID string, pe state.PendingEvent) schemas.EventMetric {
@@ -174,7 +180,7 @@ func (j *joiner) applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) e
 		}
 	}
 	st.finished++
-	return b.FinishNetwork(finishedNetwork(r.TaskID, r.OpID, pn))
+	return j.finishNetwork(b, finishedNetwork(r.TaskID, r.OpID, pn), st)
 }
 
 func finishedNetwork(taskID, opID string, pn state.PendingNetwork) schemas.NetworkMetric {
@@ -186,4 +192,33 @@ func finishedNetwork(taskID, opID string, pn state.PendingNetwork) schemas.Netwo
 		m.Status = schemas.StatusFailed
 	}
 	return m
+}
+
+// finishEvent stores a finished event metric, noting when the retention
+// will sweep it at once.
+func (j *joiner) finishEvent(b *state.Batch, m schemas.EventMetric, st *joinStats) error {
+	j.notePastRetention(m.EndTime, m.StartTime, st)
+	return b.FinishEvent(m)
+}
+
+// finishNetwork is finishEvent for network operations.
+func (j *joiner) finishNetwork(b *state.Batch, m schemas.NetworkMetric, st *joinStats) error {
+	j.notePastRetention(m.EndTime, m.StartTime, st)
+	return b.FinishNetwork(m)
+}
+
+// notePastRetention counts a metric the retention has already passed: its
+// end (or, without one, its start: the time retention counts from) is
+// older than the newest record time minus the retention.
+func (j *joiner) notePastRetention(end, start *time.Time, st *joinStats) {
+	if j.retention <= 0 || j.clock.newest == 0 {
+		return
+	}
+	t := end
+	if t == nil {
+		t = start
+	}
+	if t == nil || t.UnixNano() < j.clock.newest-int64(j.retention) {
+		st.pastRetention++
+	}
 }

@@ -8,13 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
 
 // t0 is the time origin of every test record; record times are given as
 // seconds after it so that durations are exact in float64.
-var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+// t0 is an hour before the test clock, whole seconds, so record times read
+// as offsets from it.
+var t0 = testclock.Now().Add(-time.Hour).Truncate(time.Second)
 
 func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
 

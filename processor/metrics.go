@@ -22,6 +22,7 @@ type metrics struct {
 	deadLetters prometheus.Counter
 
 	expired       *prometheus.CounterVec
+	pastRetention *prometheus.CounterVec
 	partitionOpen *prometheus.GaugeVec
 
 	restoring      prometheus.Gauge
@@ -69,6 +70,10 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	m.expired = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pipetel_expired_total", Help: "Open entries finished by expiry: timed_out (no end) or orphan (no start), including early expiry at max_open_tasks.",
 	}, []string{"stream", "status"})
+	m.pastRetention = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipetel_finished_past_retention_total",
+		Help: "Metrics that finished already older than state.retention behind the partition's newest record time: counted and published, not kept queryable.",
+	}, []string{"stream"})
 	m.partitionOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pipetel_partition_open_tasks", Help: "Open entries per owned partition; compare with processor.max_open_tasks.",
 	}, []string{"topic", "partition"})
@@ -88,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.pastRetention, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -103,7 +108,9 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 			m.invalid.WithLabelValues(t, string(code))
 		}
 	}
-	m.finished.WithLabelValues("events")
-	m.finished.WithLabelValues("network")
+	for _, s := range []string{"events", "network"} {
+		m.finished.WithLabelValues(s)
+		m.pastRetention.WithLabelValues(s)
+	}
 	return m, nil
 }

@@ -27,6 +27,8 @@ type partitionConsumer struct {
 
 	join       *joiner
 	lastRecord time.Time // wall clock of the last batch with records
+
+	warnedPastRetention bool // logged once per assignment, then only counted
 }
 
 type decoded struct {
@@ -66,7 +68,12 @@ func (c *partitionConsumer) run(ctx context.Context) {
 		log.Error("cannot read stream time", "err", err)
 		return
 	}
-	c.join = &joiner{rules: newRules(p.cfg), clock: &clock{stream: streamTime}, wall: time.Now}
+	newest, err := p.store.NewestRecordTime(c.unit)
+	if err != nil {
+		log.Error("cannot read newest record time", "err", err)
+		return
+	}
+	c.join = &joiner{rules: newRules(p.cfg), clock: &clock{stream: streamTime, newest: newest}, wall: p.cfg.wallClock(), retention: p.store.Retention()}
 	c.lastRecord = time.Now()
 	defer p.store.Disown(c.unit)
 	last, ok, err := p.store.LastOffset(c.unit)
@@ -131,7 +138,7 @@ func (c *partitionConsumer) run(ctx context.Context) {
 		p.m.commitLag.WithLabelValues(c.topic, pl).Set(float64(c.applied - c.commitDone))
 		if now := time.Now(); now.After(nextRetention) && ctx.Err() == nil {
 			nextRetention = now.Add(p.cfg.RetentionInterval)
-			if n, err := p.store.ExpireFinished(ctx, c.unit, now.Add(-p.store.Retention())); err != nil {
+			if n, err := c.sweepRetention(ctx); err != nil {
 				log.Warn("cannot expire finished metrics", "err", err)
 			} else if n > 0 {
 				log.Info("expired finished metrics", "count", n)
@@ -265,11 +272,42 @@ func (c *partitionConsumer) idleTick(ctx context.Context) error {
 	return nil
 }
 
+// sweepRetention removes the finished metrics that ended more than the
+// retention before the newest record time. Retention counts back from the
+// records, not the wall clock: live, the two agree; a backfill of old
+// records stays queryable until newer records push it out, and an idle
+// partition keeps its last day.
+func (c *partitionConsumer) sweepRetention(ctx context.Context) (int, error) {
+	if c.join.clock.newest == 0 {
+		return 0, nil
+	}
+	cutoff := time.Unix(0, c.join.clock.newest).Add(-c.p.store.Retention())
+	return c.p.store.ExpireFinished(ctx, c.unit, cutoff)
+}
+
+// notePastRetention counts metrics that finished already past the
+// retention, and says so in the log once per assignment of the partition.
+func (c *partitionConsumer) notePastRetention(n int) {
+	if n == 0 {
+		return
+	}
+	c.p.m.pastRetention.WithLabelValues(c.unit.Stream.String()).Add(float64(n))
+	if c.warnedPastRetention {
+		return
+	}
+	c.warnedPastRetention = true
+	c.p.log.Warn("finished metrics older than the retention were counted and published but are not kept queryable; "+
+		"to backfill history, replay it to topics of its own or raise state.retention (see README, Backfill)",
+		"topic", c.topic, "partition", c.unit.Partition, "count", n,
+		"newest_record_time", time.Unix(0, c.join.clock.newest).UTC(), "retention", c.p.store.Retention())
+}
+
 func (c *partitionConsumer) countExpired(st joinStats) {
 	stream := c.unit.Stream.String()
 	c.p.m.expired.WithLabelValues(stream, string(schemas.StatusTimedOut)).Add(float64(st.timedOut))
 	c.p.m.expired.WithLabelValues(stream, string(schemas.StatusOrphan)).Add(float64(st.orphans))
 	c.p.m.finished.WithLabelValues(stream).Add(float64(st.timedOut + st.orphans))
+	c.notePastRetention(st.pastRetention)
 }
 
 // paused reports whether the pause policy holds this partition at its cap.
@@ -308,6 +346,11 @@ func (c *partitionConsumer) applyValid(ctx context.Context, batch []decoded) err
 		}
 		if c.join.clock.stream != saved.stream {
 			if err := b.SetStreamTime(c.join.clock.stream); err != nil {
+				return err
+			}
+		}
+		if c.join.clock.newest != saved.newest {
+			if err := b.SetNewestRecordTime(c.join.clock.newest); err != nil {
 				return err
 			}
 		}

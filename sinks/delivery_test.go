@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -83,10 +84,11 @@ func fill(t *testing.T, n int) *state.Store {
 	if err := s.Own(u); err != nil {
 		t.Fatal(err)
 	}
+	base := testclock.Now().Add(-time.Hour).Truncate(time.Second)
 	err = s.Update(context.Background(), u, func(b *state.Batch) error {
 		for i := range n {
 			d := 1.0
-			start := time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)
+			start := base.Add(time.Duration(i) * time.Second)
 			if err := b.FinishEvent(schemas.EventMetric{TaskID: fmt.Sprintf("t%d", i), EventName: "e", StartTime: &start, DurationSeconds: &d, Status: schemas.StatusCompleted}); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -62,14 +63,17 @@ func TestElasticsearchIntegration(t *testing.T) {
 		t.Helper()
 		return doCtx(ctx, method, path)
 	}
+	// Three UTC days ending yesterday: the documents span them.
+	base := testclock.Now().Truncate(24 * time.Hour).Add(-3 * 24 * time.Hour)
+	day := func(d int) string { return base.Add(time.Duration(d) * 24 * time.Hour).Format("2006.01.02") }
 	t.Cleanup(func() {
 		// ctx has ended by now.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		do := func(method, path string) { doCtx(ctx, method, path) }
 		for _, family := range []string{"events", "network"} {
-			for day := 1; day <= 3; day++ {
-				do("DELETE", fmt.Sprintf("/%s-%s-2024.05.%02d?ignore_unavailable=true", prefix, family, day))
+			for d := range 3 {
+				do("DELETE", fmt.Sprintf("/%s-%s-%s?ignore_unavailable=true", prefix, family, day(d)))
 			}
 		}
 		do("DELETE", "/_index_template/"+prefix)
@@ -80,7 +84,6 @@ func TestElasticsearchIntegration(t *testing.T) {
 	}
 
 	const nEvents, nNetwork = 500, 200
-	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	events := make([]schemas.EventMetric, nEvents)
 	for i := range events {
 		start := base.Add(time.Duration(i) * 7 * time.Minute) // spans 3 days
@@ -136,8 +139,8 @@ func TestElasticsearchIntegration(t *testing.T) {
 		}
 	}
 
-	// task-0300 started 300×7 min = 35 h after base: May 2nd.
-	st, body := do("GET", "/"+prefix+"-events-2024.05.02/_doc/task-0300")
+	// task-0300 started 300×7 min = 35 h after base: on its second day.
+	st, body := do("GET", "/"+prefix+"-events-"+day(1)+"/_doc/task-0300")
 	var doc struct {
 		Source map[string]any `json:"_source"`
 	}
@@ -146,7 +149,8 @@ func TestElasticsearchIntegration(t *testing.T) {
 	}
 	wantDoc := map[string]any{
 		"task_id": "task-0300", "metric_type": "event", "status": "completed", "retry_count": float64(0),
-		"duration_seconds": 1.5, "start_time": "2024-05-02T11:00:00Z", "@timestamp": "2024-05-02T11:00:01.5Z",
+		"duration_seconds": 1.5, "start_time": base.Add(35 * time.Hour).Format(time.RFC3339Nano),
+		"@timestamp": base.Add(35*time.Hour + 1500*time.Millisecond).Format(time.RFC3339Nano),
 	}
 	for k, want := range wantDoc {
 		if got := doc.Source[k]; got != want {
@@ -154,7 +158,7 @@ func TestElasticsearchIntegration(t *testing.T) {
 		}
 	}
 
-	st, body = do("GET", "/"+prefix+"-network-2024.05.01/_mapping")
+	st, body = do("GET", "/"+prefix+"-network-"+day(0)+"/_mapping")
 	if st != 200 {
 		t.Fatalf("mapping: %d %s", st, body)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -180,7 +182,9 @@ func (r *receiver) requests() [][]rwSeries {
 	return slices.Clone(r.reqs)
 }
 
-var testNow = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+// testNow stamps the samples of the remote-write tests: whole seconds, so
+// the last-success gauge prints exactly.
+var testNow = testclock.Now().Truncate(time.Second)
 
 func newTestGrafana(t *testing.T, r *receiver, cfg GrafanaCloudConfig, opts ...Option) *GrafanaCloud {
 	t.Helper()
@@ -464,8 +468,8 @@ func TestRemoteWriteDropsEmptyLabels(t *testing.T) {
 		got = append(got, render(s))
 	}
 	want := []string{
-		`{__name__="event_retries_total",instance="it-1"} 0 @1704067200000`,
-		`{__name__="events_total",instance="it-1",status="failed"} 1 @1704067200000`,
+		`{__name__="event_retries_total",instance="it-1"} 0 @` + strconv.FormatInt(testNow.UnixMilli(), 10),
+		`{__name__="events_total",instance="it-1",status="failed"} 1 @` + strconv.FormatInt(testNow.UnixMilli(), 10),
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("series:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

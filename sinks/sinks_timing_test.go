@@ -9,6 +9,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -30,7 +31,7 @@ func BenchmarkElasticsearchPublish(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	start := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	start := testclock.Now().Add(-time.Hour).Truncate(time.Second)
 	batch := make([]schemas.EventMetric, 500)
 	for i := range batch {
 		batch[i] = schemas.EventMetric{TaskID: fmt.Sprintf("task-%d", i), EventName: "load", PipelineID: "p",

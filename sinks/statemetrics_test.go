@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -21,7 +22,7 @@ func TestStateMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := testclock.Now().Add(-time.Hour).Truncate(time.Second)
 	ev := func(task, name string, status schemas.Status, d float64, retries int) schemas.EventMetric {
 		return schemas.EventMetric{TaskID: task, EventName: name, StartTime: &start, DurationSeconds: &d, Status: status, RetryCount: retries}
 	}

@@ -12,7 +12,30 @@ var (
 	tagNetDeadline   = [2]byte{'y', 'e'} // + p + ordered deadline + task \x00 op
 	tagStreamTime    = [2]byte{'t', 'm'} // + p
 	tagNetStreamTime = [2]byte{'t', 'n'} // + p
+	// The newest record time the unit applied (clamped like stream time, but
+	// never advanced by the wall clock): retention counts back from it.
+	tagNewestRecord    = [2]byte{'r', 't'} // + p
+	tagNetNewestRecord = [2]byte{'r', 'n'} // + p
 )
+
+// NewestRecordTime returns the newest record time the unit applied, in Unix
+// nanoseconds, 0 when it applied none yet.
+func (b *Batch) NewestRecordTime() (int64, error) {
+	n, _, err := readInt64(b.txn, prefix(newestRecordTag(b.unit.Stream), b.unit.Partition))
+	return n, err
+}
+
+// SetNewestRecordTime stores the newest record time the unit applied.
+func (b *Batch) SetNewestRecordTime(ns int64) error {
+	return b.set(prefix(newestRecordTag(b.unit.Stream), b.unit.Partition), int64Bytes(ns))
+}
+
+func newestRecordTag(s Stream) [2]byte {
+	if s == Network {
+		return tagNetNewestRecord
+	}
+	return tagNewestRecord
+}
 
 // StreamTime returns the unit's stream time in Unix nanoseconds, 0 when
 // nothing was seen yet.
@@ -122,4 +145,16 @@ func aggregatesTag(s Stream) [2]byte {
 		return tagNetAggregates
 	}
 	return tagAggregates
+}
+
+// NewestRecordTime returns unit u's persisted newest record time (Unix
+// nanoseconds), 0 when it applied none yet.
+func (s *Store) NewestRecordTime(u Unit) (int64, error) {
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		n, _, err = readInt64(txn, prefix(newestRecordTag(u.Stream), u.Partition))
+		return err
+	})
+	return n, err
 }

@@ -59,9 +59,9 @@ var (
 // a unit by prefix.
 func unitTags(s Stream) [][2]byte {
 	if s == Network {
-		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetCounts, tagNetAggregates, tagNetDeadline, tagNetStreamTime}
+		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetCounts, tagNetAggregates, tagNetDeadline, tagNetStreamTime, tagNetNewestRecord}
 	}
-	return [][2]byte{tagPendingEvent, tagFinishedEvent, tagEventFailed, tagEventDuration, tagEventExpiry, tagRetryStats, tagEventCounts, tagAggregates, tagEventDeadline, tagStreamTime}
+	return [][2]byte{tagPendingEvent, tagFinishedEvent, tagEventFailed, tagEventDuration, tagEventExpiry, tagRetryStats, tagEventCounts, tagAggregates, tagEventDeadline, tagStreamTime, tagNewestRecord}
 }
 
 func prefix(tag [2]byte, p int32) []byte {

@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
 
-var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+var t0 = testclock.Now().Add(-time.Hour).Truncate(time.Second)
 
 func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
 

@@ -6,6 +6,7 @@ import (
 
 	"context"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -24,7 +25,7 @@ func TestStreamsOfOnePartitionAreSeparateUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := testclock.Now().Add(-time.Hour).Truncate(time.Second)
 	d := 1.5
 	ctx := context.Background()
 	if err := s.Update(ctx, ev, func(b *Batch) error {

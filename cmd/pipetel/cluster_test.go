@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -84,7 +85,7 @@ func TestClusterView(t *testing.T) {
 
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "clu", base: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	s := scenario{prefix: "clu", base: testclock.Now().Add(-time.Hour).Truncate(time.Millisecond)}
 	s.emit(t, p, clock, 0, n)
 	want := s.expect(n)
 	waitFor(t, 60*time.Second, "every task and operation finished", func() (bool, string) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -50,7 +51,7 @@ func TestEndToEnd(t *testing.T) {
 	a := startApp(t, testConfig(b, tt, t.TempDir()))
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "e2e", base: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	s := scenario{prefix: "e2e", base: testclock.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)}
 	const n = 1000
 	s.emit(t, p, clock, 0, n)
 	want := s.expect(n)

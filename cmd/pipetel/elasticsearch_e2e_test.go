@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -95,7 +96,7 @@ func TestElasticsearchEndToEnd(t *testing.T) {
 	// Half a second before the next UTC midnight: the start times straddle
 	// it, so the documents fall into two daily indices, named by the
 	// metrics' start time and not by the wall clock.
-	midnight := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	midnight := testclock.Now().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	s := scenario{prefix: "es", base: midnight.Add(-500 * time.Millisecond)}
 	const n = 1000
 	s.emit(t, p, clock, 0, n)
@@ -202,7 +203,7 @@ func TestElasticsearchOutage(t *testing.T) {
 	a := startApp(t, cfg)
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "outage", base: time.Now().UTC().Truncate(time.Hour).Add(2 * time.Hour)}
+	s := scenario{prefix: "outage", base: testclock.Now().Truncate(time.Hour).Add(2 * time.Hour)}
 
 	// First half with the node up.
 	const first, seconds, perSecond = 2000, 30, 400

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/state"
 )
@@ -39,7 +40,7 @@ func TestGroupSplitAndRestart(t *testing.T) {
 
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "grp", base: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC)}
+	s := scenario{prefix: "grp", base: testclock.Now().Add(-time.Hour).Truncate(time.Millisecond)}
 	const phase1, phase2 = 400, 300
 	s.emit(t, p, clock, 0, phase1)
 

@@ -25,6 +25,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/telemetry"
@@ -64,6 +65,7 @@ func testConfig(b *testbroker.Broker, tt testTopics, dir string) Config {
 	cfg.Processor.HeartbeatInterval = 300 * time.Millisecond
 	cfg.Processor.RebalanceTimeout = 3 * time.Second
 	cfg.Processor.CommitInterval = 200 * time.Millisecond
+	cfg.Processor.Now = testclock.Now
 	cfg.State.Dir = dir
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.withDefaults()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -35,7 +36,7 @@ func TestKcatInterop(t *testing.T) {
 	a := startApp(t, testConfig(b, tt, t.TempDir()))
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	base := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	base := testclock.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	ctx := context.Background()
 
 	run := func(prefix, partitioner string, n int) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/state"
 )
@@ -194,10 +195,13 @@ func TestPrometheusScrape(t *testing.T) {
 
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "scrape", base: time.Now().UTC().Truncate(time.Hour).Add(2 * time.Hour)}
+	s := scenario{prefix: "scrape", base: testclock.Now().Truncate(time.Hour).Add(2 * time.Hour)}
 	const n = 1000
 	s.emit(t, p, clock, 0, n)
+	// Events and network operations are partitions of their own: wait for
+	// both streams before checking any figure.
 	prom.waitQuery(t, 90*time.Second, "sum(events_total{"+sel+"})", n)
+	prom.waitQuery(t, 90*time.Second, "sum(network_operations_total{"+sel+"})", float64(s.expect(n).ops))
 	checkSeries(t, prom, sel, s, n)
 }
 
@@ -219,11 +223,14 @@ func TestGrafanaCloudEndToEnd(t *testing.T) {
 	a := startApp(t, cfg)
 	clock := &fakeClock{}
 	p := newProducer(t, b, tt, clock)
-	s := scenario{prefix: "gc", base: time.Now().UTC().Truncate(time.Hour).Add(2 * time.Hour)}
+	s := scenario{prefix: "gc", base: testclock.Now().Truncate(time.Hour).Add(2 * time.Hour)}
 	const n = 1000
 	s.emit(t, p, clock, 0, n)
 	sel := fmt.Sprintf("instance=%q", label)
+	// Events and network operations are partitions of their own: wait for
+	// both streams before checking any figure.
 	prom.waitQuery(t, 90*time.Second, "sum(events_total{"+sel+"})", n)
+	prom.waitQuery(t, 90*time.Second, "sum(network_operations_total{"+sel+"})", float64(s.expect(n).ops))
 	checkSeries(t, prom, sel, s, n)
 	gc := map[string]string{"publisher": "grafanacloud"}
 	f := a.scrape(t)
