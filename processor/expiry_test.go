@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -233,7 +234,7 @@ func TestIdleTickExpiresWithoutRecords(t *testing.T) {
 	}
 	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	c := &partitionConsumer{p: p, unit: evUnit, topic: "events"}
-	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
 	runBatchesWith(t, s, c.join, []schemas.Record{evStart("a", 0)})
 	// Idle for less than IdleTimeAdvance: nothing moves.
 	c.lastRecord = time.Now()
@@ -275,7 +276,7 @@ func TestPausePolicy(t *testing.T) {
 	cfg.MaxOpenTasks, cfg.OpenTaskPolicy = 2, PolicyPause
 	p := &Processor{cfg: cfg, store: s}
 	c := &partitionConsumer{p: p, unit: evUnit}
-	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
 	f := func(recs []schemas.Record, wantOpen int64, wantPaused bool) {
 		t.Helper()
 		runBatchesWith(t, s, j, recs)

@@ -90,7 +90,7 @@ func apply(t *testing.T, s *state.Store, u state.Unit, recs ...schemas.Record) j
 	var st joinStats
 	// Deadlines far away: these cases are about the join, expiry has its own.
 	cfg := Config{TaskTimeout: 1000 * time.Hour, OperationTimeout: 1000 * time.Hour, OrphanGrace: 1000 * time.Hour}.WithDefaults()
-	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+	j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
 	err := s.Update(context.Background(), u, func(b *state.Batch) error {
 		st = joinStats{}
 		for _, r := range recs {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -25,7 +25,7 @@ func BenchmarkJoin(b *testing.B) {
 				b.Fatal(err)
 			}
 			cfg := Config{Brokers: []string{"unused:1"}}.WithDefaults()
-			j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+			j := &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
 			// Records: starts run inFlight tasks ahead of their ends.
 			n := b.N
 			recs := make([]schemas.Record, 0, 2*n)

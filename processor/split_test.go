@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/state"
 )
 
@@ -49,7 +49,7 @@ func TestBatchTooBigIsSplit(t *testing.T) {
 	must(err)
 	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	c := &partitionConsumer{p: p, unit: evUnit, topic: "events", applied: -1}
-	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: time.Now}
+	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
 	var batch []decoded
 	for i := range 64 {
 		r := evStart(fmt.Sprintf("task-%03d", i), float64(i))
