@@ -44,6 +44,9 @@ type HTTPConfig struct {
 	// Listen is host:port. Default 127.0.0.1:9464: loopback unless the
 	// operator says otherwise.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the same listener.
+	// Default false: profiles show internals and cost CPU while taken.
+	Pprof bool `yaml:"pprof"`
 }
 
 // SinksConfig selects the publishers.

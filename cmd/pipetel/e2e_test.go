@@ -210,3 +210,27 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestPprofOptIn: /debug/pprof/ is served only with http.pprof: true.
+func TestPprofOptIn(t *testing.T) {
+	b := testbroker.Start(t)
+	for _, on := range []bool{false, true} {
+		tt := newTestTopics(t, b, 1)
+		cfg := testConfig(b, tt, t.TempDir())
+		cfg.HTTP.Pprof = on
+		a := startApp(t, cfg)
+		resp, err := http.Get("http://" + a.Addr() + "/debug/pprof/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("http.pprof %v: GET /debug/pprof/cmdline status %d, want %d", on, resp.StatusCode, want)
+		}
+		must(t, a.stop())
+	}
+}

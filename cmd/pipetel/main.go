@@ -2,6 +2,7 @@
 //
 //	pipetel run --config pipetel.yaml   the production processor
 //	pipetel dev [--tasks N]             everything in one process, on an embedded broker
+//	pipetel bench [--tasks N]           time the processor on N synthetic tasks
 //	pipetel validate --config FILE      check a configuration
 //	pipetel version
 package main
@@ -23,6 +24,7 @@ commands:
   run       run the processor (--config pipetel.yaml)
   dev       run an embedded broker, the processor and a synthetic pipeline
   validate  check a configuration file (--config pipetel.yaml)
+  bench     load N synthetic tasks into an embedded broker, time pipetel run on them, print one JSON line (--tasks N)
   query     ask a running instance: events, event, network, operation, retries (pipetel query --help)
   version   print the version
 `
@@ -40,6 +42,8 @@ func main() {
 		err = runCommand(ctx, args)
 	case "dev":
 		err = devCommand(ctx, args)
+	case "bench":
+		err = benchCommand(ctx, args, os.Stdout, os.Stderr)
 	case "query":
 		err = queryCommand(ctx, args, os.Stdout, os.Stderr)
 	case "validate":
