@@ -69,20 +69,22 @@ func (j *joiner) noteDeadline(d int64) {
 // late: it is counted as such and not applied, because the finished metric
 // was already published.
 func (j *joiner) applyEvent(b *state.Batch, r schemas.Record, st *joinStats) error {
-	if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
-		switch {
-		case done && r.Kind == schemas.KindRetry:
-			st.late++
-		case done:
-			st.duplicates++
-		}
-		return err
-	}
+	// A task is pending or finished, never both: only a task that is not
+	// pending needs the finished lookup.
 	pe, found, err := b.PendingEvent(r.TaskID)
 	if err != nil {
 		return err
 	}
 	if !found {
+		if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
+			switch {
+			case done && r.Kind == schemas.KindRetry:
+				st.late++
+			case done:
+				st.duplicates++
+			}
+			return err
+		}
 		pe.FirstSeen = r.Time
 	}
 	switch r.Kind {
@@ -139,17 +141,17 @@ func finishedEvent(taskID string, pe state.PendingEvent) schemas.EventMetric {
 // applyNetwork joins one network record into the state of its partition,
 // per (task_id, op_id), with the same idempotence as applyEvent.
 func (j *joiner) applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) error {
-	if _, done, err := b.FinishedNetwork(r.TaskID, r.OpID); err != nil || done {
-		if done {
-			st.duplicates++
-		}
-		return err
-	}
 	pn, found, err := b.PendingNetwork(r.TaskID, r.OpID)
 	if err != nil {
 		return err
 	}
 	if !found {
+		if _, done, err := b.FinishedNetwork(r.TaskID, r.OpID); err != nil || done {
+			if done {
+				st.duplicates++
+			}
+			return err
+		}
 		pn.FirstSeen = r.Time
 	}
 	switch r.Kind {

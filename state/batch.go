@@ -27,6 +27,12 @@ type Batch struct {
 	aggs      *Aggregates // loaded on first use, written by flush
 	aggsDirty bool
 
+	cache          *openCache               // the unit's, nil when not owned
+	pendingChanges map[string]pendingChange // deferred writes, and the cache's changes after commit
+	pendingOrder   []string                 // ids of pendingChanges in first-change order
+	openBase       int64                    // committed open count, once read
+	openBaseRead   bool
+
 	changes  []Change       // for the changelog, last write of each key
 	changeAt map[string]int // key → index in changes
 	// changeBytes bounds what one changelog append carries (an upper
@@ -50,15 +56,104 @@ func (b *Batch) SetOffset(off int64) error {
 
 // PendingEvent returns the pending state of task, if any.
 func (b *Batch) PendingEvent(taskID string) (PendingEvent, bool, error) {
+	if ch, ok := b.pendingChanges[taskID]; ok {
+		if ch.deleted {
+			return PendingEvent{}, false, nil
+		}
+		return ch.event.clone(), true, nil
+	}
+	if b.cache != nil && b.cache.complete {
+		pe, ok := b.cache.events[taskID]
+		return pe.clone(), ok, nil
+	}
 	var pe PendingEvent
 	found, err := b.get(key(tagPendingEvent, b.unit.Partition, []byte(taskID)), &pe)
 	return pe, found, err
+}
+
+// deferring reports whether pending writes wait for the end of the batch:
+// while the unit's cache is complete, the cache says what Badger holds, so
+// a task opened and finished within one batch never reaches Badger or the
+// changelog.
+func (b *Batch) deferring() bool { return b.cache != nil && b.cache.complete }
+
+// deferPending records a pending entry's latest state for writePending;
+// the first change of an entry also records what Badger holds for it.
+func (b *Batch) deferPending(id string, ch pendingChange) {
+	if prev, ok := b.pendingChanges[id]; ok {
+		ch.existed, ch.origDeadline = prev.existed, prev.origDeadline
+	} else {
+		if b.unit.Stream == Network {
+			pn, ok := b.cache.network[id]
+			ch.existed, ch.origDeadline = ok, pn.Deadline
+		} else {
+			pe, ok := b.cache.events[id]
+			ch.existed, ch.origDeadline = ok, pe.Deadline
+		}
+		b.pendingOrder = append(b.pendingOrder, id)
+	}
+	ch.dirty = true
+	if b.pendingChanges == nil {
+		b.pendingChanges = map[string]pendingChange{}
+	}
+	b.pendingChanges[id] = ch
+}
+
+// writePending writes the deferred pending entries and their deadline index
+// to the transaction, in first-change order. Due calls it before it reads
+// the index; flush at the end of the batch.
+func (b *Batch) writePending() error {
+	tag := tagPendingEvent
+	if b.unit.Stream == Network {
+		tag = tagPendingNet
+	}
+	for _, id := range b.pendingOrder {
+		ch := b.pendingChanges[id]
+		if !ch.dirty {
+			continue
+		}
+		var old, dl int64
+		if ch.existed {
+			old = ch.origDeadline
+		}
+		k := key(tag, b.unit.Partition, []byte(id))
+		switch {
+		case ch.deleted && ch.existed:
+			if err := b.del(k); err != nil {
+				return err
+			}
+		case ch.deleted: // opened and finished in this batch: nothing to write
+		case ch.event != nil:
+			dl = ch.event.Deadline
+			if err := b.put(k, *ch.event); err != nil {
+				return err
+			}
+		default:
+			dl = ch.network.Deadline
+			if err := b.put(k, *ch.network); err != nil {
+				return err
+			}
+		}
+		if err := b.moveDeadline([]byte(id), old, dl); err != nil {
+			return err
+		}
+		ch.dirty, ch.existed, ch.origDeadline = false, !ch.deleted, dl
+		b.pendingChanges[id] = ch
+	}
+	return nil
 }
 
 // PutPendingEvent stores the pending state of task; isNew says whether it
 // opens a task (for the open-task count).
 // Its Deadline is indexed, so that Due finds it.
 func (b *Batch) PutPendingEvent(taskID string, pe PendingEvent, isNew bool) error {
+	if b.deferring() {
+		if isNew {
+			b.pendingDelta++
+		}
+		b.deferPending(taskID, pendingChange{event: &pe})
+		return nil
+	}
 	var old int64
 	if isNew {
 		b.pendingDelta++
@@ -80,6 +175,10 @@ func (b *Batch) DeletePendingEvent(taskID string) error {
 		return err
 	}
 	b.pendingDelta--
+	if b.deferring() {
+		b.deferPending(taskID, pendingChange{deleted: true})
+		return nil
+	}
 	if err := b.moveDeadline([]byte(taskID), prev.Deadline, 0); err != nil {
 		return err
 	}
@@ -128,13 +227,31 @@ func (b *Batch) FinishEvent(m schemas.EventMetric) error {
 
 // PendingNetwork returns the pending state of a network operation, if any.
 func (b *Batch) PendingNetwork(taskID, opID string) (PendingNetwork, bool, error) {
+	id := netID(taskID, opID)
+	if ch, ok := b.pendingChanges[string(id)]; ok {
+		if ch.deleted {
+			return PendingNetwork{}, false, nil
+		}
+		return *ch.network, true, nil
+	}
+	if b.cache != nil && b.cache.complete {
+		pn, ok := b.cache.network[string(id)]
+		return pn, ok, nil
+	}
 	var pn PendingNetwork
-	found, err := b.get(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)), &pn)
+	found, err := b.get(key(tagPendingNet, b.unit.Partition, id), &pn)
 	return pn, found, err
 }
 
 // PutPendingNetwork stores the pending state of a network operation.
 func (b *Batch) PutPendingNetwork(taskID, opID string, pn PendingNetwork, isNew bool) error {
+	if b.deferring() {
+		if isNew {
+			b.pendingDelta++
+		}
+		b.deferPending(string(netID(taskID, opID)), pendingChange{network: &pn})
+		return nil
+	}
 	var old int64
 	if isNew {
 		b.pendingDelta++
@@ -143,10 +260,11 @@ func (b *Batch) PutPendingNetwork(taskID, opID string, pn PendingNetwork, isNew 
 	} else if found {
 		old = prev.Deadline
 	}
-	if err := b.moveDeadline(netID(taskID, opID), old, pn.Deadline); err != nil {
+	id := netID(taskID, opID)
+	if err := b.moveDeadline(id, old, pn.Deadline); err != nil {
 		return err
 	}
-	return b.put(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)), pn)
+	return b.put(key(tagPendingNet, b.unit.Partition, id), pn)
 }
 
 // DeletePendingNetwork removes the pending state of a network operation.
@@ -156,10 +274,15 @@ func (b *Batch) DeletePendingNetwork(taskID, opID string) error {
 		return err
 	}
 	b.pendingDelta--
-	if err := b.moveDeadline(netID(taskID, opID), prev.Deadline, 0); err != nil {
+	id := netID(taskID, opID)
+	if b.deferring() {
+		b.deferPending(string(id), pendingChange{deleted: true})
+		return nil
+	}
+	if err := b.moveDeadline(id, prev.Deadline, 0); err != nil {
 		return err
 	}
-	return b.del(key(tagPendingNet, b.unit.Partition, netID(taskID, opID)))
+	return b.del(key(tagPendingNet, b.unit.Partition, id))
 }
 
 // FinishedNetwork returns the finished metric of a network operation, if any.
@@ -229,6 +352,9 @@ func (b *Batch) loadRetryStats() error {
 
 // flush writes what the batch accumulated in memory.
 func (b *Batch) flush() error {
+	if err := b.writePending(); err != nil {
+		return err
+	}
 	if b.retryDirty {
 		if err := b.put(prefix(tagRetryStats, b.unit.Partition), b.retryStats.counts); err != nil {
 			return err
@@ -244,12 +370,11 @@ func (b *Batch) flush() error {
 		if b.unit.Stream == Network {
 			tag = tagNetCounts
 		}
-		k := prefix(tag, b.unit.Partition)
-		n, _, err := readInt64(b.txn, k)
+		n, err := b.committedOpen()
 		if err != nil {
 			return err
 		}
-		if err := b.set(k, int64Bytes(n+b.pendingDelta)); err != nil {
+		if err := b.set(prefix(tag, b.unit.Partition), int64Bytes(n+b.pendingDelta)); err != nil {
 			return err
 		}
 	}
@@ -258,6 +383,9 @@ func (b *Batch) flush() error {
 
 func (b *Batch) afterCommit() {
 	s := b.s
+	if b.cache != nil && len(b.pendingChanges) > 0 {
+		b.cache.apply(b.pendingChanges, s.maxCachedOpen())
+	}
 	s.mu.Lock()
 	if s.owned[b.unit] {
 		s.pending[b.unit] += b.pendingDelta
@@ -310,4 +438,28 @@ func (r *RetryStats) add(retries int, n int64) {
 	if r.counts[k] == 0 {
 		delete(r.counts, k)
 	}
+}
+
+// committedOpen is the unit's open count before this batch: the store's
+// in-memory mirror for an owned unit, else the stored count.
+func (b *Batch) committedOpen() (int64, error) {
+	if b.openBaseRead {
+		return b.openBase, nil
+	}
+	s := b.s
+	s.mu.Lock()
+	n, owned := s.pending[b.unit], s.owned[b.unit]
+	s.mu.Unlock()
+	if !owned {
+		tag := tagEventCounts
+		if b.unit.Stream == Network {
+			tag = tagNetCounts
+		}
+		var err error
+		if n, _, err = readInt64(b.txn, prefix(tag, b.unit.Partition)); err != nil {
+			return 0, err
+		}
+	}
+	b.openBase, b.openBaseRead = n, true
+	return n, nil
 }

@@ -170,6 +170,9 @@ func (s *Store) BeginRestore(u Unit) (*Restorer, error) {
 }
 
 func (s *Store) deleteUnit(u Unit) error {
+	s.mu.Lock()
+	delete(s.caches, u)
+	s.mu.Unlock()
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	err := s.db.View(func(txn *badger.Txn) error {

@@ -84,6 +84,9 @@ type Due struct {
 // earliest first, and the earliest deadline after now (0 when none is
 // left). max <= 0 means no limit.
 func (b *Batch) Due(now int64, max int) ([]Due, int64, error) {
+	if err := b.writePending(); err != nil {
+		return nil, 0, err
+	}
 	pre := prefix(b.deadlineTag(), b.unit.Partition)
 	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: pre})
 	defer it.Close()
@@ -107,11 +110,7 @@ func (b *Batch) Due(now int64, max int) ([]Due, int64, error) {
 
 // OpenCount returns the unit's open tasks including this batch's changes.
 func (b *Batch) OpenCount() (int64, error) {
-	tag := tagEventCounts
-	if b.unit.Stream == Network {
-		tag = tagNetCounts
-	}
-	n, _, err := readInt64(b.txn, prefix(tag, b.unit.Partition))
+	n, err := b.committedOpen()
 	return n + b.pendingDelta, err
 }
 

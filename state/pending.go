@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,6 +29,15 @@ type PendingEvent struct {
 	// Deadline (Unix nanoseconds of stream time) is when the task is
 	// finished as timed_out or orphan if it is still pending; 0 means none.
 	Deadline int64 `json:"dl,omitempty"`
+}
+
+// clone copies pe so that appending to its retries cannot write into a
+// slice the cache or another batch still holds.
+func (pe PendingEvent) clone() PendingEvent {
+	if len(pe.Retries) > 0 {
+		pe.Retries = slices.Clone(pe.Retries)
+	}
+	return pe
 }
 
 // PendingNetwork is a network operation that is not finished.

@@ -51,6 +51,11 @@ type Options struct {
 	Changelog Changelog
 	// Logger receives Badger's warnings and errors. Nil discards them.
 	Logger *slog.Logger
+	// MaxCachedOpen is how many open entries per owned unit are kept
+	// decoded in memory for the join (DefaultMaxCachedOpen when 0; negative
+	// turns the cache off). A unit with more reads them from Badger until
+	// it is back under half this.
+	MaxCachedOpen int
 }
 
 // Store is the Badger-backed state of every unit this instance holds.
@@ -67,6 +72,7 @@ type Store struct {
 	mu       sync.Mutex
 	owned    map[Unit]bool
 	pending  map[Unit]int64   // open tasks per unit, mirrors the ce/cn keys
+	caches   map[Unit]*openCache
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
 	isClosed bool
@@ -114,6 +120,7 @@ func Open(opts Options) (*Store, error) {
 		db: db, opts: opts, seq: seq,
 		owned:   map[Unit]bool{},
 		pending: map[Unit]int64{},
+		caches:  map[Unit]*openCache{},
 		depth:   map[string]int64{},
 		notify:  map[string]chan struct{}{},
 
@@ -149,15 +156,25 @@ func (s *Store) Close() error {
 func (s *Store) Retention() time.Duration { return s.opts.Retention }
 
 // Own marks u as held by this instance: queries include it from now on. It
-// loads the unit's open-task count.
+// loads the unit's open-task count and, up to MaxCachedOpen, its open
+// entries.
 func (s *Store) Own(u Unit) error {
 	n, err := s.readCount(u)
 	if err != nil {
 		return err
 	}
+	var c *openCache
+	if s.maxCachedOpen() > 0 {
+		if c, err = s.loadOpenCache(u, n); err != nil {
+			return fmt.Errorf("cannot load open entries of %s partition %d: %w", u.Stream, u.Partition, err)
+		}
+	}
 	s.mu.Lock()
 	s.owned[u] = true
 	s.pending[u] = n
+	if c != nil {
+		s.caches[u] = c
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -167,6 +184,7 @@ func (s *Store) Disown(u Unit) {
 	s.mu.Lock()
 	delete(s.owned, u)
 	delete(s.pending, u)
+	delete(s.caches, u)
 	s.mu.Unlock()
 }
 
@@ -239,7 +257,7 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 		if closed {
 			return ErrClosed
 		}
-		b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true)}
+		b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true), cache: s.cacheOf(u)}
 		err := fn(b)
 		if err == nil {
 			err = b.flush()

@@ -1,0 +1,197 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestOpenCacheSpillsAndReloads(t *testing.T) {
+	s, err := Open(Options{NoSync: true, MaxCachedOpen: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := Unit{Stream: Events, Partition: 3}
+	if err := s.Own(u); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	update := func(fn func(b *Batch) error) error { return s.Update(ctx, u, fn) }
+	open := func(ids ...int) {
+		t.Helper()
+		err := update(func(b *Batch) error {
+			for _, i := range ids {
+				pe := PendingEvent{HasStart: true, EventName: "e", StartTime: time.Unix(int64(i), 0), Deadline: int64(i + 1000)}
+				if err := b.PutPendingEvent(fmt.Sprint(i), pe, true); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeTasks := func(ids ...int) {
+		t.Helper()
+		err := update(func(b *Batch) error {
+			for _, i := range ids {
+				if err := b.DeletePendingEvent(fmt.Sprint(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := func() *openCache {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.caches[u]
+	}
+	check := func(wantComplete bool, wantOpen ...int) {
+		t.Helper()
+		c := s.cacheOf(u)
+		if c.complete != wantComplete || (c.complete && len(c.events) != len(wantOpen)) {
+			t.Fatalf("cache complete %v with %d entries, want %v with %d", c.complete, len(c.events), wantComplete, len(wantOpen))
+		}
+		err := update(func(b *Batch) error {
+			for _, i := range wantOpen {
+				pe, found, err := b.PendingEvent(fmt.Sprint(i))
+				if err != nil || !found || pe.Deadline != int64(i+1000) {
+					return fmt.Errorf("task %d: found %v deadline %d err %v", i, found, pe.Deadline, err)
+				}
+			}
+			if _, found, _ := b.PendingEvent("absent"); found {
+				return errors.New("absent task found")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(1, 2, 3)
+	check(true, 1, 2, 3)
+
+	// A batch that fails leaves the cache as committed.
+	boom := errors.New("boom")
+	err = update(func(b *Batch) error {
+		if err := b.PutPendingEvent("9", PendingEvent{Deadline: 7}, true); err != nil {
+			return err
+		}
+		if err := b.DeletePendingEvent("1"); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("update: %v, want boom", err)
+	}
+	check(true, 1, 2, 3)
+
+	open(4, 5) // 5 open > 4: spills
+	if cache().complete {
+		t.Fatal("cache still complete with 5 open entries and a bound of 4")
+	}
+	check(false, 1, 2, 3, 4, 5)
+	closeTasks(1, 2) // 3 open: more than half the bound, stays spilled
+	check(false, 3, 4, 5)
+	closeTasks(3) // 2 open: loads again
+	check(true, 4, 5)
+	if s.OpenTasksOf(u) != 2 {
+		t.Fatalf("open tasks %d, want 2", s.OpenTasksOf(u))
+	}
+	s.Disown(u)
+	if cache() != nil {
+		t.Fatal("a disowned unit keeps its cache")
+	}
+}
+
+type keyLog struct{ batches [][]Change }
+
+func (l *keyLog) Append(_ context.Context, _ Unit, changes []Change) (int64, error) {
+	l.batches = append(l.batches, append([]Change(nil), changes...))
+	return int64(len(l.batches) - 1), nil
+}
+
+// TestDeferredPendingWrites: a task opened and finished within one batch
+// leaves nothing of its pending entry or deadline in Badger or the
+// changelog; one that stays open across batches is written once per batch
+// with its deadline moved, and deleted in the batch that finishes it.
+func TestDeferredPendingWrites(t *testing.T) {
+	log := &keyLog{}
+	s, err := Open(Options{NoSync: true, Changelog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := Unit{Stream: Events, Partition: 1}
+	if err := s.Own(u); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pendingKeys := func(batch []Change) []string {
+		var out []string
+		for _, c := range batch {
+			if tag := [2]byte{c.Key[0], c.Key[1]}; tag == tagPendingEvent || tag == tagEventDeadline {
+				op := "set"
+				if c.Delete {
+					op = "del"
+				}
+				out = append(out, fmt.Sprintf("%s %s %x", op, c.Key[:2], c.Key[6:]))
+			}
+		}
+		return out
+	}
+	f := func(fn func(b *Batch) error, want ...string) {
+		t.Helper()
+		if err := s.Update(ctx, u, fn); err != nil {
+			t.Fatal(err)
+		}
+		got := pendingKeys(log.batches[len(log.batches)-1])
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("pending changes logged:\n%v\nwant:\n%v", got, want)
+		}
+	}
+	put := func(b *Batch, id string, dl int64, isNew bool) error {
+		return b.PutPendingEvent(id, PendingEvent{HasStart: true, Deadline: dl}, isNew)
+	}
+	id := func(s string) string { return fmt.Sprintf("%x", s) }
+	dlKey := func(dl int64, s string) string { return fmt.Sprintf("%x", append(ordered(dl), s...)) }
+	f(func(b *Batch) error {
+		if err := put(b, "short", 100, true); err != nil {
+			return err
+		}
+		if err := put(b, "long", 200, true); err != nil {
+			return err
+		}
+		if err := put(b, "short", 150, false); err != nil { // a retry moves nothing to Badger
+			return err
+		}
+		if err := b.DeletePendingEvent("short"); err != nil {
+			return err
+		}
+		return b.SetOffset(1)
+	}, "set pe "+id("long"), "set xe "+dlKey(200, "long"))
+	f(func(b *Batch) error {
+		if err := put(b, "long", 300, false); err != nil {
+			return err
+		}
+		return b.SetOffset(2)
+	}, "set pe "+id("long"), "del xe "+dlKey(200, "long"), "set xe "+dlKey(300, "long"))
+	f(func(b *Batch) error {
+		if err := b.DeletePendingEvent("long"); err != nil {
+			return err
+		}
+		return b.SetOffset(3)
+	}, "del pe "+id("long"), "del xe "+dlKey(300, "long"))
+	if n := s.OpenTasksOf(u); n != 0 {
+		t.Fatalf("open tasks %d, want 0", n)
+	}
+}
