@@ -29,8 +29,13 @@ type Config struct {
 	// MaxRecordBytes rejects larger record values. Default 65536.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// BatchSize is the most records applied in one state transaction.
-	// Default 1000.
+	// Default 5000: a batch is also the unit of deferred pending writes,
+	// so a task that opens and finishes within one never reaches the disk.
 	BatchSize int `yaml:"batch_size"`
+	// BatchBytes ends a batch once its record values reach this many
+	// bytes, so large records cannot make a batch of BatchSize of them
+	// hold hundreds of megabytes. Default 4 MiB.
+	BatchBytes int `yaml:"batch_bytes"`
 	// BatchWait is how long a partition waits to fill a batch once it has a
 	// record. Default 20ms.
 	BatchWait time.Duration `yaml:"batch_wait"`
@@ -109,7 +114,8 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Partitions, 8)
 	defInt(&c.ReplicationFactor, 1)
 	defInt(&c.MaxRecordBytes, schemas.DefaultMaxRecordBytes)
-	defInt(&c.BatchSize, 1000)
+	defInt(&c.BatchSize, 5000)
+	defInt(&c.BatchBytes, 4<<20)
 	defDur := func(p *time.Duration, v time.Duration) {
 		if *p == 0 {
 			*p = v
@@ -154,6 +160,7 @@ func (c Config) Validate() error {
 		{"processor.replication_factor", c.ReplicationFactor < 1, c.ReplicationFactor, "an integer >= 1"},
 		{"processor.max_record_bytes", c.MaxRecordBytes < 64, c.MaxRecordBytes, "an integer >= 64"},
 		{"processor.batch_size", c.BatchSize < 1 || c.BatchSize > 10000, c.BatchSize, "an integer 1..10000"},
+		{"processor.batch_bytes", c.BatchBytes < 1, c.BatchBytes, "a number of bytes > 0"},
 		{"processor.batch_wait", c.BatchWait < 0, c.BatchWait, "a duration >= 0"},
 		{"processor.commit_interval", c.CommitInterval < 0, c.CommitInterval, "a duration >= 0"},
 		{"processor.heartbeat_interval", c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout, c.HeartbeatInterval, "a duration > 0 and below session_timeout"},

@@ -18,7 +18,8 @@ func TestConfigWithDefaults(t *testing.T) {
 		Partitions:        8,
 		ReplicationFactor: 1,
 		MaxRecordBytes:    65536,
-		BatchSize:         1000,
+		BatchSize:         5000,
+		BatchBytes:        4 << 20,
 		BatchWait:         20 * time.Millisecond,
 		CommitInterval:    time.Second,
 		SessionTimeout:    10 * time.Second,
@@ -68,6 +69,8 @@ func TestConfigValidate(t *testing.T) {
 		"processor.batch_size: got 20000, expected an integer 1..10000")
 	f("negative batch size", func(c *Config) { c.BatchSize = -1 },
 		"processor.batch_size: got -1, expected an integer 1..10000")
+	f("negative batch bytes", func(c *Config) { c.BatchBytes = -1 },
+		"processor.batch_bytes: got -1, expected a number of bytes > 0")
 	f("heartbeat equal to session", func(c *Config) { c.HeartbeatInterval, c.SessionTimeout = 10*time.Second, 10*time.Second },
 		"processor.heartbeat_interval: got 10s, expected a duration > 0 and below session_timeout")
 	f("heartbeat above session", func(c *Config) { c.HeartbeatInterval, c.SessionTimeout = 3*time.Second, 2*time.Second },

@@ -149,19 +149,21 @@ func (c *partitionConsumer) run(ctx context.Context) {
 	log.Info("partition released", "applied_offset", c.applied)
 }
 
-// fetch reads up to BatchSize records: it waits up to a second for the
-// first, then up to BatchWait for the rest.
+// fetch reads up to BatchSize records or BatchBytes of values: it waits up
+// to a second for the first, then up to BatchWait for the rest.
 func (c *partitionConsumer) fetch(ctx context.Context, r *kafka.Reader) []decoded {
 	p := c.p
 	var batch []decoded
 	firstCtx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	fctx := firstCtx
-	for len(batch) < p.cfg.BatchSize {
+	bytes := 0
+	for len(batch) < p.cfg.BatchSize && bytes < p.cfg.BatchBytes {
 		msg, err := r.FetchMessage(fctx)
 		if err != nil {
 			break
 		}
+		bytes += len(msg.Value)
 		rec, derr := p.decoder.Decode(msg.Value)
 		batch = append(batch, decoded{msg: msg, rec: rec, err: derr})
 		if len(batch) == 1 {

@@ -65,7 +65,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		names[i] = p.Name()
 	}
 	store, err := state.Open(state.Options{
-		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync,
+		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync, MaxCachedOpen: cfg.State.MaxCachedOpen,
 		Publishers: names, Logger: log, Changelog: processor.NewChangelog(cfg.Processor),
 		DurationBuckets: cfg.Sinks.Prometheus.DurationBuckets, LatencyBuckets: cfg.Sinks.Prometheus.LatencyBuckets,
 	})

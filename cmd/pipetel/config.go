@@ -37,6 +37,12 @@ type StateConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	// NoSync skips fsync on commit. Default false.
 	NoSync bool `yaml:"no_sync"`
+	// MaxCachedOpen is how many open tasks (and, separately, open network
+	// operations) per owned partition are kept decoded in memory for the
+	// join; a partition with more reads them from disk until it is back
+	// under half. Default 100000 (about 30 MB a partition); -1 turns the
+	// cache off.
+	MaxCachedOpen int `yaml:"max_cached_open"`
 }
 
 // HTTPConfig is the listener for /metrics and the query API.
@@ -189,6 +195,9 @@ func (c *Config) withDefaults() {
 func (c *Config) Validate() error {
 	if err := c.Processor.Validate(); err != nil {
 		return err
+	}
+	if c.State.MaxCachedOpen < -1 {
+		return fmt.Errorf("state.max_cached_open: got %d, expected -1 (off) or 0 and up (0: the default, 100000)", c.State.MaxCachedOpen)
 	}
 	if c.State.Dir == "" {
 		return fmt.Errorf("state.dir: got \"\", expected a directory for the state store")

@@ -234,3 +234,33 @@ func TestPprofOptIn(t *testing.T) {
 		must(t, a.stop())
 	}
 }
+
+// TestBatchBytesBoundsBatches: processor.batch_bytes ends a batch before
+// batch_size does; at one byte every record is a batch of its own.
+func TestBatchBytesBoundsBatches(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, 1)
+	clock := &fakeClock{}
+	p := newProducer(t, b, tt, clock)
+	ctx := context.Background()
+	base := testclock.Now().Add(-time.Minute)
+	const tasks = 10
+	for i := range tasks {
+		id := fmt.Sprintf("bytes-%d", i)
+		clock.set(base.Add(time.Duration(i) * time.Second))
+		must(t, p.Logger().StartEvent(ctx, "e", id))
+		clock.set(base.Add(time.Duration(i)*time.Second + time.Millisecond))
+		must(t, p.Logger().EndEvent(ctx, id, nil))
+	}
+	must(t, p.Flush(ctx))
+	cfg := testConfig(b, tt, t.TempDir())
+	cfg.Processor.BatchBytes = 1
+	a := startApp(t, cfg)
+	waitFor(t, 60*time.Second, "every task finished", func() (bool, string) {
+		n := sumMetric(a.scrape(t), "events_total", nil)
+		return n == tasks, fmt.Sprintf("events_total %v", n)
+	})
+	if got := sumMetric(a.scrape(t), "pipetel_batch_apply_seconds", nil); got != 2*tasks {
+		t.Errorf("%v batches applied, want %d: one per record", got, 2*tasks)
+	}
+}
