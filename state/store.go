@@ -71,7 +71,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	owned    map[Unit]bool
-	pending  map[Unit]int64   // open tasks per unit, mirrors the ce/cn keys
+	pending  map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
 	caches   map[Unit]*openCache
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
