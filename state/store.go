@@ -83,12 +83,11 @@ func Open(opts Options) (*Store, error) {
 	if opts.Retention == 0 {
 		opts.Retention = DefaultRetention
 	}
-	valueThreshold := int64(1 << 10)
-	if opts.Dir == "" {
-		// In memory there is no value log: Badger rejects any value above
-		// the threshold, so a pending task with a 1 KB error would fail.
-		valueThreshold = 1 << 20
-	}
+	// Every value stays in the LSM tree (Badger's largest threshold): the
+	// aggregates (rewritten by every batch) and metrics with long errors
+	// would otherwise fill a value log that only grows, and in memory there
+	// is no value log at all.
+	valueThreshold := int64(1 << 20)
 	bo := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.Dir == "").
 		WithSyncWrites(!opts.NoSync).
