@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
@@ -228,13 +225,8 @@ func TestIdleTickExpiresWithoutRecords(t *testing.T) {
 	s := newStore(t, evUnit)
 	cfg := expiryConfig()
 	cfg.IdleTimeAdvance = time.Second
-	m, err := newMetrics(prometheus.NewRegistry(), s, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c := &partitionConsumer{p: p, unit: evUnit, topic: "events"}
-	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now}
+	cfg.Now = testclock.Now
+	c := newTestConsumer(t, s, cfg, io.Discard)
 	runBatchesWith(t, s, c.join, []schemas.Record{evStart("a", 0)})
 	// Idle for less than IdleTimeAdvance: nothing moves.
 	c.lastRecord = time.Now()

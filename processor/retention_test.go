@@ -3,6 +3,7 @@ package processor
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -14,7 +15,22 @@ import (
 
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/state"
 )
+
+// newTestConsumer is the consumer of evUnit a partition goroutine would
+// run, logging to log, without a broker.
+func newTestConsumer(t *testing.T, s *state.Store, cfg Config, log io.Writer) *partitionConsumer {
+	t.Helper()
+	m, err := newMetrics(prometheus.NewRegistry(), s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(log, nil))}
+	c := &partitionConsumer{p: p, unit: evUnit, topic: "events", applied: -1}
+	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: cfg.wallClock(), retention: s.Retention()}
+	return c
+}
 
 // TestRetentionCountsFromNewestRecord: a backfill of records a month old
 // stays queryable while it is the newest the partition has; records a day
@@ -24,15 +40,9 @@ func TestRetentionCountsFromNewestRecord(t *testing.T) {
 	s := newStore(t, evUnit)
 	cfg := expiryConfig()
 	cfg.Now = testclock.Now
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, s, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
-	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(&logs, nil))}
-	c := &partitionConsumer{p: p, unit: evUnit, topic: "events", applied: -1}
-	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: cfg.wallClock(), retention: s.Retention()}
+	c := newTestConsumer(t, s, cfg, &logs)
+	m := c.p.m
 	offset := int64(0)
 	apply := func(recs ...schemas.Record) {
 		t.Helper()
@@ -121,13 +131,8 @@ func TestNewestRecordTimeIgnoresIdleAdvance(t *testing.T) {
 	s := newStore(t, evUnit)
 	cfg := expiryConfig()
 	cfg.IdleTimeAdvance = time.Second
-	m, err := newMetrics(prometheus.NewRegistry(), s, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Processor{cfg: cfg, store: s, m: m, log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
-	c := &partitionConsumer{p: p, unit: evUnit, topic: "events", applied: -1}
-	c.join = &joiner{rules: newRules(cfg), clock: &clock{}, wall: testclock.Now, retention: s.Retention()}
+	cfg.Now = testclock.Now
+	c := newTestConsumer(t, s, cfg, io.Discard)
 	if err := c.applyValid(context.Background(), []decoded{
 		{msg: kafka.Message{Offset: 0}, rec: evStart("done", 0)},
 		{msg: kafka.Message{Offset: 1}, rec: evEnd("done", 1, "")},

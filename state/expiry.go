@@ -116,10 +116,15 @@ func (b *Batch) OpenCount() (int64, error) {
 
 // StreamTime returns unit u's persisted stream time (Unix nanoseconds).
 func (s *Store) StreamTime(u Unit) (int64, error) {
+	return s.readUnitInt64(streamTimeTag(u.Stream), u)
+}
+
+// readUnitInt64 reads one of u's int64 keys; 0 when it is not set.
+func (s *Store) readUnitInt64(tag [2]byte, u Unit) (int64, error) {
 	var n int64
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		n, _, err = readInt64(txn, prefix(streamTimeTag(u.Stream), u.Partition))
+		n, _, err = readInt64(txn, prefix(tag, u.Partition))
 		return err
 	})
 	return n, err
@@ -149,11 +154,5 @@ func aggregatesTag(s Stream) [2]byte {
 // NewestRecordTime returns unit u's persisted newest record time (Unix
 // nanoseconds), 0 when it applied none yet.
 func (s *Store) NewestRecordTime(u Unit) (int64, error) {
-	var n int64
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		n, _, err = readInt64(txn, prefix(newestRecordTag(u.Stream), u.Partition))
-		return err
-	})
-	return n, err
+	return s.readUnitInt64(newestRecordTag(u.Stream), u)
 }
