@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -331,7 +330,7 @@ func (b *Batch) get(k []byte, into any) (bool, error) {
 }
 
 func (b *Batch) put(k []byte, v any) error {
-	data, err := json.Marshal(v)
+	data, err := encodeValue(v)
 	if err != nil {
 		return fmt.Errorf("cannot encode value of key %q: %w", k, err)
 	}

@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -37,7 +36,7 @@ func (b *Batch) enqueue(it outboxItem) error {
 		return nil
 	}
 	it.Enqueued = time.Now().UnixNano()
-	data, err := json.Marshal(it)
+	data, err := encodeValue(it)
 	if err != nil {
 		return fmt.Errorf("cannot encode outbox item: %w", err)
 	}

@@ -1,8 +1,6 @@
 package state
 
 import (
-	"encoding/json"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -54,14 +52,4 @@ type PendingNetwork struct {
 	Error         string    `json:"er,omitempty"`
 	FirstSeen     time.Time `json:"fs"`
 	Deadline      int64     `json:"dl,omitempty"`
-}
-
-// decodeValue decodes a stored value; a value that does not decode means the
-// store is damaged or was written by an incompatible version, and the error
-// names the key.
-func decodeValue(key []byte, val []byte, into any) error {
-	if err := json.Unmarshal(val, into); err != nil {
-		return fmt.Errorf("cannot decode stored value of key %q: %w", key, err)
-	}
-	return nil
 }
