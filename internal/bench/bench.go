@@ -6,7 +6,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +61,10 @@ type Result struct {
 	RecordsPerSecond float64 `json:"records_per_second"`
 	TasksPerSecond   float64 `json:"tasks_per_second"`
 	PeakRSSMiB       float64 `json:"peak_rss_mib"`
+	// DeliveredSeconds is, when the configuration enables publishers with
+	// an outbox (Elasticsearch, Prometheus in process mode), the time from
+	// the processor's start until every outbox was empty again.
+	DeliveredSeconds float64 `json:"delivered_seconds,omitempty"`
 	StateBytes       int64   `json:"state_bytes"`
 	ChangelogRecords int64   `json:"changelog_records"`
 }
@@ -124,10 +127,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.LoadSeconds = time.Since(loadStarted).Seconds()
 	fmt.Fprintf(progress, "pipetel bench: loaded %d tasks (%d records) in %.1fs; processing\n", o.Tasks, res.Records, res.LoadSeconds)
 
-	elapsed, rss, err := process(ctx, o, brokers, progress)
+	elapsed, delivered, rss, err := process(ctx, o, brokers, progress)
 	if err != nil {
 		return res, err
 	}
+	res.DeliveredSeconds = delivered.Seconds()
 	res.ElapsedSeconds = elapsed.Seconds()
 	res.RecordsPerSecond = float64(res.Records) / elapsed.Seconds()
 	res.TasksPerSecond = float64(o.Tasks) / elapsed.Seconds()
@@ -142,32 +146,33 @@ func Run(ctx context.Context, o Options) (Result, error) {
 }
 
 // process runs pipetel run over the loaded topics until events_total on its
-// /metrics reaches the task count, and returns the time that took and the
-// process's peak RSS in bytes.
-func process(ctx context.Context, o Options, brokers []string, progress io.Writer) (time.Duration, int64, error) {
+// /metrics reaches the task count, and returns the time that took, the time
+// until its outboxes were empty (0 without any), and the process's peak RSS
+// in bytes.
+func process(ctx context.Context, o Options, brokers []string, progress io.Writer) (elapsed, delivered time.Duration, rss int64, err error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cfgPath := filepath.Join(o.Dir, "pipetel.yaml")
 	cfg, err := processorConfig(o.Config, brokers, filepath.Join(o.Dir, "state"), addr)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return 0, 0, fmt.Errorf("cannot write config %q: %w", cfgPath, err)
+		return 0, 0, 0, fmt.Errorf("cannot write config %q: %w", cfgPath, err)
 	}
 	logPath := filepath.Join(o.Dir, "pipetel.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return 0, 0, fmt.Errorf("cannot create log %q: %w", logPath, err)
+		return 0, 0, 0, fmt.Errorf("cannot create log %q: %w", logPath, err)
 	}
 	defer logFile.Close()
 	cmd := exec.Command(o.Binary, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, fmt.Errorf("cannot start %q: %w", o.Binary, err)
+		return 0, 0, 0, fmt.Errorf("cannot start %q: %w", o.Binary, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -190,26 +195,33 @@ func process(ctx context.Context, o Options, brokers []string, progress io.Write
 		select {
 		case <-ctx.Done():
 			stop()
-			return 0, 0, ctx.Err()
+			return 0, 0, 0, ctx.Err()
 		case err := <-exited:
-			return 0, 0, fmt.Errorf("%w: pipetel run exited (%v); see %s", ErrIncomplete, err, logPath)
+			return 0, 0, 0, fmt.Errorf("%w: pipetel run exited (%v); see %s", ErrIncomplete, err, logPath)
 		case <-deadline.C:
 			stop()
-			return 0, 0, fmt.Errorf("%w: not within %v; see %s", ErrIncomplete, o.Timeout, logPath)
+			return 0, 0, 0, fmt.Errorf("%w: not within %v; see %s", ErrIncomplete, o.Timeout, logPath)
 		case <-tick.C:
 		}
-		n, err := finishedEvents(ctx, client, addr)
+		sums, err := scrape(ctx, client, addr)
 		if err != nil {
 			continue // not listening yet
 		}
-		if n >= int64(o.Tasks) {
-			elapsed := time.Since(started)
+		n := int64(sums["events_total"])
+		if elapsed == 0 && n >= int64(o.Tasks) {
+			elapsed = time.Since(started)
+		}
+		if _, outboxes := sums["pipetel_outbox_depth"]; elapsed > 0 && (!outboxes || sums["pipetel_outbox_depth"] == 0) {
+			if outboxes {
+				delivered = time.Since(started)
+			}
 			rss, err := peakRSS(cmd.Process.Pid)
 			stop()
-			return elapsed, rss, err
+			return elapsed, delivered, rss, err
 		}
 		if time.Now().After(nextReport) {
-			fmt.Fprintf(progress, "pipetel bench: %d of %d tasks finished after %.0fs\n", n, o.Tasks, time.Since(started).Seconds())
+			fmt.Fprintf(progress, "pipetel bench: %d of %d tasks finished, %.0f metrics in outboxes after %.0fs\n",
+				n, o.Tasks, sums["pipetel_outbox_depth"], time.Since(started).Seconds())
 			nextReport = time.Now().Add(5 * time.Second)
 		}
 	}
@@ -244,34 +256,37 @@ func processorConfig(user string, brokers []string, stateDir, addr string) ([]by
 	return yaml.Marshal(tree)
 }
 
-// finishedEvents sums events_total over the instance's exposition.
-func finishedEvents(ctx context.Context, c *http.Client, addr string) (int64, error) {
+// scrape sums every series of each metric family in the instance's text
+// exposition.
+func scrape(ctx context.Context, c *http.Client, addr string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
 	}
-	var sum float64
+	sums := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasPrefix(line, []byte("events_total{")) && !bytes.HasPrefix(line, []byte("events_total ")) {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
 			continue
 		}
-		f := strings.Fields(string(line))
+		name, _, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		f := strings.Fields(line)
 		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
+			sums[name] += v
 		}
 	}
-	return int64(sum), sc.Err()
+	return sums, sc.Err()
 }
 
 // peakRSS reads a process's high-water resident set (VmHWM) in bytes.
