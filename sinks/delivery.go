@@ -17,7 +17,7 @@ import (
 // Outbox is the durable queue a Delivery drains: one per publisher, filled by
 // the processor in the same transaction that finishes a metric.
 type Outbox interface {
-	ReadOutbox(publisher string, max int) ([]state.OutboxItem, error)
+	ReadOutboxBytes(publisher string, max, maxBytes int) ([]state.OutboxItem, error)
 	AckOutbox(publisher string, items []state.OutboxItem) error
 	OutboxDepth(publisher string) int64
 	OutboxSignal(publisher string) <-chan struct{}
@@ -33,8 +33,13 @@ var _ Outbox = (*state.Store)(nil)
 
 // DeliveryConfig tunes one publisher's delivery loop.
 type DeliveryConfig struct {
-	// BatchSize is the most metrics per publish call. Default 500.
+	// BatchSize is the most metrics per publish call (for Elasticsearch,
+	// per bulk request). Default 5000.
 	BatchSize int `yaml:"batch_size"`
+	// BatchBytes ends a batch once its metrics take this many bytes in the
+	// outbox (about a third of their JSON), so long error texts cannot make
+	// one request huge. Default 2 MiB.
+	BatchBytes int `yaml:"batch_bytes"`
 	// MinBackoff and MaxBackoff bound the exponential backoff (with full
 	// jitter) between failed attempts. Defaults 100ms and 30s.
 	MinBackoff time.Duration `yaml:"min_backoff"`
@@ -45,7 +50,10 @@ type DeliveryConfig struct {
 
 func (c DeliveryConfig) withDefaults() DeliveryConfig {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = 5000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 2 << 20
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond
@@ -95,7 +103,7 @@ func (d *Delivery) Run(ctx context.Context) error {
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for ctx.Err() == nil {
-		items, err := d.outbox.ReadOutbox(name, d.cfg.BatchSize)
+		items, err := d.outbox.ReadOutboxBytes(name, d.cfg.BatchSize, d.cfg.BatchBytes)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pipetel/pipetel/schemas"
 )
 
 func TestOpenCacheSpillsAndReloads(t *testing.T) {
@@ -193,5 +195,44 @@ func TestDeferredPendingWrites(t *testing.T) {
 	}, "del pe "+id("long"), "del xe "+dlKey(300, "long"))
 	if n := s.OpenTasksOf(u); n != 0 {
 		t.Fatalf("open tasks %d, want 0", n)
+	}
+}
+
+func TestReadOutboxBytes(t *testing.T) {
+	s, err := Open(Options{NoSync: true, Publishers: []string{"p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := Unit{Stream: Events}
+	if err := s.Own(u); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(context.Background(), u, func(b *Batch) error {
+		for i := range 10 {
+			d := 1.0
+			start := time.Unix(int64(1_795_000_000+i), 0).UTC()
+			m := schemas.EventMetric{TaskID: fmt.Sprintf("t%d", i), StartTime: &start, DurationSeconds: &d, Status: schemas.StatusCompleted}
+			if err := b.FinishEvent(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := s.ReadOutboxBytes("p", 100, 1)
+	if err != nil || len(one) != 1 {
+		t.Fatalf("a 1-byte bound read %d items (%v), want exactly 1", len(one), err)
+	}
+	all, err := s.ReadOutboxBytes("p", 100, 0)
+	if err != nil || len(all) != 10 {
+		t.Fatalf("no byte bound read %d items (%v), want 10", len(all), err)
+	}
+	data, _ := encodeValue(outboxItem{Enqueued: all[0].Enqueued.UnixNano(), Event: all[0].Event})
+	three, err := s.ReadOutboxBytes("p", 100, 3*len(data)-1)
+	if err != nil || len(three) != 3 {
+		t.Fatalf("a bound just under three items read %d (%v), want 3", len(three), err)
 	}
 }

@@ -56,12 +56,21 @@ func (b *Batch) enqueue(it outboxItem) error {
 
 // ReadOutbox returns up to max of the oldest items queued for publisher.
 func (s *Store) ReadOutbox(publisher string, max int) ([]OutboxItem, error) {
+	return s.ReadOutboxBytes(publisher, max, 0)
+}
+
+// ReadOutboxBytes is ReadOutbox that also stops once the items read hold
+// maxBytes of stored values (0: no bound); it returns at least one item
+// when any is queued, however large.
+func (s *Store) ReadOutboxBytes(publisher string, max, maxBytes int) ([]OutboxItem, error) {
 	var items []OutboxItem
 	err := s.db.View(func(txn *badger.Txn) error {
 		pre := outboxPrefix(publisher)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: pre, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(items) < max; it.Next() {
+		size := 0
+		for it.Rewind(); it.Valid() && len(items) < max && (maxBytes <= 0 || size < maxBytes); it.Next() {
+			size += int(it.Item().ValueSize())
 			k := it.Item().KeyCopy(nil)
 			var raw outboxItem
 			if err := it.Item().Value(func(v []byte) error { return decodeValue(k, v, &raw) }); err != nil {
