@@ -32,7 +32,7 @@ func (l *memLog) Append(_ context.Context, _ state.Unit, changes []state.Change)
 // is applied in halves, each with its own last offset, and nothing is lost.
 func TestBatchTooBigIsSplit(t *testing.T) {
 	log := &memLog{}
-	s, err := state.Open(state.Options{Changelog: log, MaxChangeBytes: 4 << 10, NoSync: true})
+	s, err := state.Open(state.Options{Changelog: log, MaxChangeBytes: 1 << 10, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -200,18 +200,10 @@ func (b *Batch) FinishEvent(m schemas.EventMetric) error {
 	if err := b.put(key(tagFinishedEvent, p, id), m); err != nil {
 		return err
 	}
-	if m.Status != schemas.StatusCompleted {
-		if err := b.set(key(tagEventFailed, p, id), nil); err != nil {
+	for _, k := range eventIndexKeys(p, m) {
+		if err := b.set(k, nil); err != nil {
 			return err
 		}
-	}
-	if m.DurationSeconds != nil {
-		if err := b.set(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id), nil); err != nil {
-			return err
-		}
-	}
-	if err := b.set(key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
-		return err
 	}
 	if err := b.loadRetryStats(); err != nil {
 		return err
@@ -299,18 +291,10 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 	if err := b.put(key(tagFinishedNet, p, id), m); err != nil {
 		return err
 	}
-	if m.Status != schemas.StatusCompleted {
-		if err := b.set(key(tagNetFailed, p, id), nil); err != nil {
+	for _, k := range networkIndexKeys(p, m) {
+		if err := b.set(k, nil); err != nil {
 			return err
 		}
-	}
-	if m.LatencySeconds != nil {
-		if err := b.set(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id), nil); err != nil {
-			return err
-		}
-	}
-	if err := b.set(key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id), nil); err != nil {
-		return err
 	}
 	if err := b.aggregateNetwork(m); err != nil {
 		return err

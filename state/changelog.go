@@ -216,6 +216,9 @@ func (r *Restorer) Finish(changelogOffset int64) error {
 	if err := r.wb.Flush(); err != nil {
 		return fmt.Errorf("cannot write restored state of %s partition %d: %w", r.u.Stream, r.u.Partition, err)
 	}
+	if err := r.s.rebuildIndexes(r.u); err != nil {
+		return err
+	}
 	return r.s.setMark(r.u, changelogOffset)
 }
 
@@ -243,6 +246,9 @@ func (s *Store) Snapshot(ctx context.Context, u Unit) error {
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, pre := range unitPrefixes(u) {
+			if isDerived(pre) {
+				continue // rebuilt by the restore
+			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: pre, PrefetchValues: true})
 			for it.Rewind(); it.Valid(); it.Next() {
 				v, err := it.Item().ValueCopy(nil)
@@ -287,9 +293,10 @@ func (b *Batch) del(k []byte) error {
 	return nil
 }
 
-// record keeps the last change of each key, in first-write order.
+// record keeps the last change of each key, in first-write order; derived
+// index keys are not logged (see indexes.go).
 func (b *Batch) record(c Change) {
-	if b.s.opts.Changelog == nil {
+	if b.s.opts.Changelog == nil || isDerived(c.Key) {
 		return
 	}
 	if b.changeAt == nil {

@@ -79,13 +79,10 @@ func (b *Batch) deleteFinished(finTag [2]byte, id []byte) error {
 		if err != nil || !found {
 			return err
 		}
-		if m.DurationSeconds != nil {
-			if err := b.del(key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id)); err != nil {
+		for _, k := range eventIndexKeys(p, m) {
+			if err := b.del(k); err != nil {
 				return err
 			}
-		}
-		if err := b.del(key(tagEventFailed, p, id)); err != nil {
-			return err
 		}
 		if err := b.loadRetryStats(); err != nil {
 			return err
@@ -99,13 +96,10 @@ func (b *Batch) deleteFinished(finTag [2]byte, id []byte) error {
 	if err != nil || !found {
 		return err
 	}
-	if m.LatencySeconds != nil {
-		if err := b.del(key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id)); err != nil {
+	for _, k := range networkIndexKeys(p, m) {
+		if err := b.del(k); err != nil {
 			return err
 		}
-	}
-	if err := b.del(key(tagNetFailed, p, id)); err != nil {
-		return err
 	}
 	return b.del(fk)
 }

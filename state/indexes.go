@@ -1,0 +1,139 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pipetel/pipetel/schemas"
+)
+
+// Indexes (failed, duration or latency, expiry, deadline) are derived from
+// the pending entries and finished metrics they point at. They are written
+// to Badger with their entry, but not to the changelog: a restore derives
+// them again from the entries (rebuildIndexes), so the log carries only the
+// primary records.
+
+// derivedTags are the tags of derived index keys.
+var derivedTags = [][2]byte{
+	tagEventFailed, tagEventDuration, tagEventExpiry, tagEventDeadline,
+	tagNetFailed, tagNetLatency, tagNetExpiry, tagNetDeadline,
+}
+
+// isDerived reports whether k is a derived index key.
+func isDerived(k []byte) bool {
+	if len(k) < 2 {
+		return false
+	}
+	for _, t := range derivedTags {
+		if k[0] == t[0] && k[1] == t[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// eventIndexKeys are the index keys of a finished event.
+func eventIndexKeys(p int32, m schemas.EventMetric) [][]byte {
+	id := []byte(m.TaskID)
+	keys := make([][]byte, 0, 3)
+	if m.Status != schemas.StatusCompleted {
+		keys = append(keys, key(tagEventFailed, p, id))
+	}
+	if m.DurationSeconds != nil {
+		keys = append(keys, key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id))
+	}
+	return append(keys, key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id))
+}
+
+// networkIndexKeys are the index keys of a finished network operation.
+func networkIndexKeys(p int32, m schemas.NetworkMetric) [][]byte {
+	id := netID(m.TaskID, m.OpID)
+	keys := make([][]byte, 0, 3)
+	if m.Status != schemas.StatusCompleted {
+		keys = append(keys, key(tagNetFailed, p, id))
+	}
+	if m.LatencySeconds != nil {
+		keys = append(keys, key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id))
+	}
+	return append(keys, key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id))
+}
+
+// rebuildIndexes writes the index keys of every pending entry and finished
+// metric of u, after a restore. Index keys a log of an earlier version
+// carried are the same keys, written again.
+func (s *Store) rebuildIndexes(u Unit) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	pendTag, finTag, deadTag := tagPendingEvent, tagFinishedEvent, tagEventDeadline
+	if u.Stream == Network {
+		pendTag, finTag, deadTag = tagPendingNet, tagFinishedNet, tagNetDeadline
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		each := func(tag [2]byte, fn func(k, id, v []byte) error) error {
+			pre := prefix(tag, u.Partition)
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: pre, PrefetchValues: true})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				if err := it.Item().Value(func(v []byte) error { return fn(k, k[len(pre):], v) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err := each(pendTag, func(k, id, v []byte) error {
+			var dl int64
+			if u.Stream == Network {
+				var pn PendingNetwork
+				if err := decodeValue(k, v, &pn); err != nil {
+					return err
+				}
+				dl = pn.Deadline
+			} else {
+				var pe PendingEvent
+				if err := decodeValue(k, v, &pe); err != nil {
+					return err
+				}
+				dl = pe.Deadline
+			}
+			if dl == 0 {
+				return nil
+			}
+			return wb.Set(key(deadTag, u.Partition, ordered(dl), bytes.Clone(id)), nil)
+		})
+		if err != nil {
+			return err
+		}
+		return each(finTag, func(k, _, v []byte) error {
+			var keys [][]byte
+			if u.Stream == Network {
+				var m schemas.NetworkMetric
+				if err := decodeValue(k, v, &m); err != nil {
+					return err
+				}
+				keys = networkIndexKeys(u.Partition, m)
+			} else {
+				var m schemas.EventMetric
+				if err := decodeValue(k, v, &m); err != nil {
+					return err
+				}
+				keys = eventIndexKeys(u.Partition, m)
+			}
+			for _, ik := range keys {
+				if err := wb.Set(ik, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the indexes of %s partition %d: %w", u.Stream, u.Partition, err)
+	}
+	return nil
+}
