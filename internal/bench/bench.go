@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -197,7 +198,7 @@ func process(ctx context.Context, o Options, brokers []string, progress io.Write
 			stop()
 			return 0, 0, 0, ctx.Err()
 		case err := <-exited:
-			return 0, 0, 0, fmt.Errorf("%w: pipetel run exited (%v); see %s", ErrIncomplete, err, logPath)
+			return 0, 0, 0, fmt.Errorf("%w: pipetel run exited (%v): %s", ErrIncomplete, err, lastLines(logPath, 5))
 		case <-deadline.C:
 			stop()
 			return 0, 0, 0, fmt.Errorf("%w: not within %v; see %s", ErrIncomplete, o.Timeout, logPath)
@@ -289,6 +290,16 @@ func scrape(ctx context.Context, c *http.Client, addr string) (map[string]float6
 	return sums, sc.Err()
 }
 
+// lastLines is the end of the processor's log, for an error message.
+func lastLines(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return fmt.Sprintf("last lines of %s:\n%s", path, strings.Join(lines[max(0, len(lines)-n):], "\n"))
+}
+
 // peakRSS reads a process's high-water resident set (VmHWM) in bytes.
 func peakRSS(pid int) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -356,11 +367,18 @@ func topicRecords(ctx context.Context, brokers []string, topic string) (int64, e
 	return n, nil
 }
 
+// freeAddr returns a loopback address nobody listens on, below Linux's
+// ephemeral range (32768 up), so that no outgoing connection takes it as
+// its local port before the processor binds it.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("cannot find a free port: %w", err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 23000+rand.IntN(9000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr, nil
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("cannot find a free port in 23000..31999")
 }
