@@ -29,6 +29,9 @@ type partitionConsumer struct {
 	lastRecord time.Time // wall clock of the last batch with records
 
 	warnedPastRetention bool // logged once per assignment, then only counted
+
+	batchBuf []decoded // fetch's buffer
+	batchLen int       // how much of it the last batch used
 }
 
 type decoded struct {
@@ -153,7 +156,14 @@ func (c *partitionConsumer) run(ctx context.Context) {
 // to a second for the first, then up to BatchWait for the rest.
 func (c *partitionConsumer) fetch(ctx context.Context, r *kafka.Reader) []decoded {
 	p := c.p
-	var batch []decoded
+	// One buffer per partition, reused batch after batch: a batch is
+	// applied (or its partition stops) before the next fetch.
+	if c.batchBuf == nil {
+		c.batchBuf = make([]decoded, 0, min(p.cfg.BatchSize, 1024))
+	}
+	clear(c.batchBuf[:c.batchLen]) // drop the last batch's references
+	batch := c.batchBuf[:0]
+	defer func() { c.batchBuf, c.batchLen = batch[:0], len(batch) }()
 	firstCtx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	fctx := firstCtx

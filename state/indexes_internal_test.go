@@ -147,3 +147,51 @@ func TestRestoreRebuildsIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestConflictRetryStartsClean: an Update whose commit conflicts is retried
+// with an empty batch (its scratch storage emptied between attempts), and
+// logs exactly the changes of the attempt that committed.
+func TestConflictRetryStartsClean(t *testing.T) {
+	log := &keyLog{}
+	s, err := Open(Options{NoSync: true, Changelog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := Unit{Stream: Events, Partition: 4}
+	ctx := context.Background()
+	attempts := 0
+	err = s.Update(ctx, u, func(b *Batch) error {
+		attempts++
+		if _, _, err := b.Offset(); err != nil { // read: a later write of it by another txn conflicts
+			return err
+		}
+		if attempts == 1 {
+			if err := s.Update(ctx, u, func(b2 *Batch) error { return b2.SetOffset(7) }); err != nil {
+				return err
+			}
+		}
+		if err := b.SetStreamTime(int64(100 * attempts)); err != nil {
+			return err
+		}
+		return b.SetNewestRecordTime(5)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 2 {
+		t.Fatalf("%d attempts, want 2 (one conflict)", attempts)
+	}
+	var got []string
+	for _, batch := range log.batches {
+		var keys []string
+		for _, c := range batch {
+			keys = append(keys, fmt.Sprintf("%s=%x", c.Key[:2], c.Value))
+		}
+		got = append(got, fmt.Sprint(keys))
+	}
+	want := []string{"[of=0000000000000007]", "[tm=00000000000000c8 rt=0000000000000005]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("logged batches %v, want %v", got, want)
+	}
+}

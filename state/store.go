@@ -73,6 +73,8 @@ type Store struct {
 	owned    map[Unit]bool
 	pending  map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
 	caches   map[Unit]*openCache
+
+	scratch sync.Pool // *batchScratch: a batch's maps and slices, reused
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
 	isClosed bool
@@ -129,6 +131,7 @@ func Open(opts Options) (*Store, error) {
 		durationBounds: orDefault(opts.DurationBuckets, DefaultDurationBuckets),
 		latencyBounds:  orDefault(opts.LatencyBuckets, DefaultLatencyBuckets),
 	}
+	s.scratch.New = func() any { return &batchScratch{} }
 	for _, name := range opts.Publishers {
 		n, err := s.countOutbox(name)
 		if err != nil {
@@ -249,6 +252,8 @@ func (s *Store) readCount(u Unit) (int64, error) {
 // reports a conflict, the transaction is retried with a fresh Batch, so fn
 // must not keep side effects from an earlier attempt.
 func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error {
+	sc := s.scratch.Get().(*batchScratch)
+	defer s.scratch.Put(sc)
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -259,34 +264,49 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 		if closed {
 			return ErrClosed
 		}
-		b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true), cache: s.cacheOf(u)}
-		err := fn(b)
-		if err == nil {
-			err = b.flush()
-		}
-		if err == nil && s.opts.Changelog != nil && b.changeBytes > s.maxChangeBytes() {
-			err = fmt.Errorf("%w: %d bytes of changes, at most %d in one changelog append", ErrTooBig, b.changeBytes, s.maxChangeBytes())
-		}
-		if err == nil {
-			err = b.txn.Commit()
-		} else {
-			b.txn.Discard()
-		}
-		if errors.Is(err, badger.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			err = fmt.Errorf("%w: %w", ErrTooBig, err)
-		}
-		if err != nil {
+		err := s.attempt(ctx, u, fn, sc)
+		if errors.Is(err, badger.ErrConflict) {
+			if attempt < 10 {
+				continue
+			}
 			return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
 		}
-		b.afterCommit()
-		if err := b.logChanges(ctx); err != nil {
-			return fmt.Errorf("cannot log state of %s partition %d: %w", u.Stream, u.Partition, err)
-		}
-		return nil
+		return err
 	}
+}
+
+// attempt is one try of Update, with the scratch storage lent to its Batch
+// for the duration of the try.
+func (s *Store) attempt(ctx context.Context, u Unit, fn func(*Batch) error, sc *batchScratch) error {
+	b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true), cache: s.cacheOf(u)}
+	sc.lend(b)
+	defer sc.take(b)
+	err := fn(b)
+	if err == nil {
+		err = b.flush()
+	}
+	if err == nil && s.opts.Changelog != nil && b.changeBytes > s.maxChangeBytes() {
+		err = fmt.Errorf("%w: %d bytes of changes, at most %d in one changelog append", ErrTooBig, b.changeBytes, s.maxChangeBytes())
+	}
+	if err == nil {
+		err = b.txn.Commit()
+	} else {
+		b.txn.Discard()
+	}
+	if errors.Is(err, badger.ErrConflict) {
+		return err
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		err = fmt.Errorf("%w: %w", ErrTooBig, err)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
+	}
+	b.afterCommit()
+	if err := b.logChanges(ctx); err != nil {
+		return fmt.Errorf("cannot log state of %s partition %d: %w", u.Stream, u.Partition, err)
+	}
+	return nil
 }
 
 type badgerLogger struct{ l *slog.Logger }
