@@ -69,12 +69,12 @@ type Store struct {
 
 	durationBounds, latencyBounds []float64
 
-	mu       sync.Mutex
-	owned    map[Unit]bool
-	pending  map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
-	caches   map[Unit]*openCache
+	mu      sync.Mutex
+	owned   map[Unit]bool
+	pending map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
+	caches  map[Unit]*openCache
 
-	scratch sync.Pool // *batchScratch: a batch's maps and slices, reused
+	scratch  sync.Pool        // *batchScratch: a batch's maps and slices, reused
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
 	isClosed bool
