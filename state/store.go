@@ -69,12 +69,13 @@ type Store struct {
 
 	durationBounds, latencyBounds []float64
 
+	scratch sync.Pool // *batchScratch: a batch's maps and slices, reused
+
 	mu      sync.Mutex
 	owned   map[Unit]bool
 	pending map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
 	caches  map[Unit]*openCache
 
-	scratch  sync.Pool        // *batchScratch: a batch's maps and slices, reused
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
 	isClosed bool
