@@ -635,10 +635,16 @@ func (p *parser) setField(r *Record, f field, m *member) *DecodeError {
 		if len(c) == 0 && t == tNonEmptyString {
 			return &DecodeError{Code: CodeEmptyValue, Field: f.String(), Value: `""`, Expected: expNonEmptyString}
 		}
+		if f != fError && len(c) > MaxIDBytes {
+			return tooLong(f, string(c[:maxRendered+utf8.UTFMax]), len(c))
+		}
 		var s string
-		if f == fOperation && string(c) == DefaultOperation {
+		switch {
+		case f == fOperation && string(c) == DefaultOperation:
 			s = DefaultOperation // the common value, without an allocation
-		} else {
+		case f == fError && len(c) > MaxErrorBytes:
+			s = TruncateError(string(c))
+		default:
 			s = string(c)
 		}
 		switch f {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func utc(y int, mo time.Month, d, h, mi, s, ns int) time.Time {
@@ -316,6 +317,18 @@ func TestDecodeErrors(t *testing.T) {
 	f(eRet+`,"x":"`+long+`"}`, CodeUnknownField, "x", `"`+strings.Repeat("é", 32)+`..."`)
 
 	f(string(make([]byte, DefaultMaxRecordBytes+1)), CodeOversized, "", "65537 bytes")
+
+	// Identifiers and names over MaxIDBytes; the value shows their start.
+	over := strings.Repeat("a", MaxIDBytes+1)
+	shown := `"` + strings.Repeat("a", 64) + `..."`
+	f(hdrE+`"kind":"retry","task_id":"`+over+`",`+tOK+`}`, CodeTooLong, "task_id", shown)
+	f(hdrE+`"kind":"start","task_id":"t","event_name":"`+over+`",`+tOK+`}`, CodeTooLong, "event_name", shown)
+	f(hdrE+`"kind":"start","task_id":"t","event_name":"e","pipeline_id":"`+over+`",`+tOK+`}`, CodeTooLong, "pipeline_id", shown)
+	f(hdrN+`"kind":"end","task_id":"t","op_id":"`+over+`",`+tOK+`}`, CodeTooLong, "op_id", shown)
+	f(hdrN+`"kind":"start","task_id":"t","host":"`+over+`","port":1,`+tOK+`}`, CodeTooLong, "host", shown)
+	f(hdrN+`"kind":"start","task_id":"t","host":"h","port":1,"operation":"`+over+`",`+tOK+`}`, CodeTooLong, "operation", shown)
+	// Escapes count as the bytes they decode to: 512 "\u00e9" are 1024 bytes.
+	f(hdrE+`"kind":"retry","task_id":"`+strings.Repeat(`\u00e9`, MaxIDBytes/2+1)+`",`+tOK+`}`, CodeTooLong, "task_id", `"`+strings.Repeat("é", 32)+`..."`)
 	for _, c := range Codes {
 		if !seen[c] {
 			t.Errorf("no test case for code %q", c)
@@ -389,7 +402,58 @@ func TestCodes(t *testing.T) {
 		}
 		seen[c] = true
 	}
-	if len(Codes) != 13 {
-		t.Fatalf("%d codes, want 13", len(Codes))
+	if len(Codes) != 14 {
+		t.Fatalf("%d codes, want 14", len(Codes))
+	}
+}
+
+func TestLimits(t *testing.T) {
+	at := func(task string) string { return hdrE + `"kind":"retry","task_id":"` + task + `",` + tOK + `}` }
+	// Exactly MaxIDBytes is accepted.
+	if r, err := Decode([]byte(at(strings.Repeat("a", MaxIDBytes)))); err != nil || len(r.TaskID) != MaxIDBytes {
+		t.Fatalf("a task_id of %d bytes: %v", MaxIDBytes, err)
+	}
+	_, err := Decode([]byte(at(strings.Repeat("a", MaxIDBytes+1))))
+	if err == nil || err.Error() != `invalid record: field "task_id": got "`+strings.Repeat("a", 64)+`..." (string), expected a string of at most 512 bytes (this one has 513)` {
+		t.Fatalf("too long task_id: %v", err)
+	}
+
+	// An error over MaxErrorBytes is cut and marked, not rejected, in the
+	// decoder and in Encode alike.
+	f := func(errText, want string) {
+		t.Helper()
+		end := hdrE + `"kind":"end","task_id":"t",` + tOK + `,"error":` + strconv.Quote(errText) + `}`
+		r, err := Decode([]byte(end))
+		if err != nil || r.Error != want {
+			t.Fatalf("decoded error of %d bytes: %d bytes %q…, err %v; want %d bytes", len(errText), len(r.Error), r.Error[:min(20, len(r.Error))], err, len(want))
+		}
+		enc, err := Encode(Record{Schema: EventSchema, Kind: KindEnd, TaskID: "t", Time: r.Time, Error: errText})
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Decode(enc)
+		if err != nil || back.Error != want {
+			t.Fatalf("encoded error of %d bytes comes back with %d bytes (%v), want %d", len(errText), len(back.Error), err, len(want))
+		}
+	}
+	fits := strings.Repeat("x", MaxErrorBytes)
+	f(fits, fits)
+	long := strings.Repeat("x", 20000)
+	marker := " [truncated: 20000 bytes]"
+	f(long, long[:MaxErrorBytes-len(marker)]+marker)
+	// Cut on a rune boundary: 3-byte runes, so the cut falls inside one.
+	wide := strings.Repeat("€", 5000) // 15000 bytes
+	marker = " [truncated: 15000 bytes]"
+	n := (MaxErrorBytes - len(marker)) / 3 * 3
+	f(wide, wide[:n]+marker)
+	if got := TruncateError(wide); len(got) > MaxErrorBytes || !utf8.ValidString(got) {
+		t.Fatalf("TruncateError: %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+	}
+
+	// Validate rejects what the decoder rejects, so the SDK fails at the call.
+	err = Record{Schema: EventSchema, Kind: KindRetry, TaskID: strings.Repeat("a", MaxIDBytes+1), Time: time.Unix(1, 0)}.Validate()
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Code != CodeTooLong || de.Field != "task_id" {
+		t.Fatalf("Validate of a long task_id: %v", err)
 	}
 }

@@ -55,6 +55,8 @@ func AppendEncode(dst []byte, r Record) ([]byte, error) {
 			b = strconv.AppendInt(b, r.BytesSent, 10)
 		case fBytesReceived:
 			b = strconv.AppendInt(b, r.BytesReceived, 10)
+		case fError:
+			b = appendString(b, TruncateError(r.Error))
 		default:
 			b = appendString(b, r.str(f))
 		}

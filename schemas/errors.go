@@ -55,6 +55,10 @@ const (
 	// CodeInvalidUTF8: a string is not valid UTF-8 (including \u escapes of
 	// unpaired surrogates).
 	CodeInvalidUTF8 Code = "invalid_utf8"
+	// CodeTooLong: an identifier or name (task_id, op_id, event_name,
+	// operation, host, pipeline_id) is longer than MaxIDBytes. An error text
+	// longer than MaxErrorBytes is not rejected but truncated (TruncateError).
+	CodeTooLong Code = "too_long"
 )
 
 // Codes lists every Code, so that a consumer can pre-create metric label
@@ -73,6 +77,7 @@ var Codes = []Code{
 	CodeOutOfRange,
 	CodeEmptyValue,
 	CodeInvalidUTF8,
+	CodeTooLong,
 }
 
 // DecodeError says why a record was rejected. Field is the JSON field name

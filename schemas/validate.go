@@ -10,7 +10,9 @@ import (
 // a kind of that schema; a non-empty TaskID; a non-zero Time within years
 // 0000..9999 in UTC; the required fields of the kind (EventName for an event
 // start, Host and Port 1..65535 for a network start); ProcessID, BytesSent and
-// BytesReceived >= 0; all strings valid UTF-8; and every field that does not
+// BytesReceived >= 0; all strings valid UTF-8; identifiers and names at most
+// MaxIDBytes (an Error over MaxErrorBytes is valid: Encode truncates it, as
+// the decoder does); and every field that does not
 // belong to the schema and kind left at its zero value. Empty optional strings
 // (PipelineID, Error, OpID, Operation) are allowed and not encoded; an empty
 // Operation decodes as DefaultOperation.
@@ -126,6 +128,9 @@ func (r *Record) check(f field, required bool) *DecodeError {
 		}
 		if !utf8.ValidString(s) {
 			return &DecodeError{Code: CodeInvalidUTF8, Field: f.String(), Value: renderString(s), Expected: expUTF8}
+		}
+		if f != fError && len(s) > MaxIDBytes {
+			return tooLong(f, s, len(s))
 		}
 	case tTime:
 		if r.Time.IsZero() {

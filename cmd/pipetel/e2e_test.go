@@ -70,6 +70,10 @@ func TestEndToEnd(t *testing.T) {
 		{Key: []byte("bad-1"), Value: []byte(`{"schema":"pipetel.event/v1","kind":"start","task_id":"bad-1","time":"yesterday","event_name":"x"}`)},
 		{Key: []byte("bad-2"), Value: []byte(`not json`)},
 		{Key: []byte("bad-3"), Value: []byte(`{"schema":"pipetel.event/v2","kind":"start","task_id":"bad-3"}`)},
+		// A task_id Badger could not take as a key (over 65 000 bytes) is
+		// rejected by the decoder and dead-lettered, so the partition goes on.
+		{Key: []byte("bad-4"), Value: []byte(`{"schema":"pipetel.event/v1","kind":"start","task_id":"` + strings.Repeat("x", 65000) + `","event_name":"x",` +
+			`"time":"` + s.base.Format(time.RFC3339Nano) + `"}`)},
 	}
 	must(t, w.WriteMessages(context.Background(), invalid...))
 
@@ -79,7 +83,7 @@ func TestEndToEnd(t *testing.T) {
 		nw := sumMetric(f, "pipetel_finished_total", map[string]string{"stream": "network"})
 		bad := sumMetric(f, "pipetel_invalid_records_total", nil)
 		depth := sumMetric(f, "pipetel_outbox_depth", nil)
-		return ev == n && nw == float64(want.ops) && bad == 3 && depth == 0,
+		return ev == n && nw == float64(want.ops) && bad == 4 && depth == 0,
 			fmt.Sprintf("events %v network %v invalid %v outbox %v", ev, nw, bad, depth)
 	})
 
@@ -177,7 +181,8 @@ func TestEndToEnd(t *testing.T) {
 		check("pipetel_duplicate_records_total", map[string]string{"topic": tt.events}, 1)
 		check("pipetel_late_records_total", map[string]string{"topic": tt.events}, 1)
 		check("pipetel_open_tasks", nil, 0)
-		check("pipetel_dead_letters_total", nil, 3)
+		check("pipetel_invalid_records_total", map[string]string{"code": "too_long"}, 1)
+		check("pipetel_dead_letters_total", nil, 4)
 	})
 	t.Run("dead letters", func(t *testing.T) {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: 0, MaxWait: 500 * time.Millisecond})
@@ -186,8 +191,8 @@ func TestEndToEnd(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		// Dead letters keep the key, so with Murmur2 they may sit on any
-		// partition; read every partition until all three are found.
-		for part := 0; part < 4 && len(got) < 3; part++ {
+		// partition; read every partition until all four are found.
+		for part := 0; part < 4 && len(got) < 4; part++ {
 			pr := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: part, MaxWait: 500 * time.Millisecond})
 			for {
 				lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -204,7 +209,8 @@ func TestEndToEnd(t *testing.T) {
 			}
 			pr.Close()
 		}
-		want := map[string]string{"bad-1": "bad_time|" + tt.events, "bad-2": "malformed_json|" + tt.events, "bad-3": "unknown_schema|" + tt.events}
+		want := map[string]string{"bad-1": "bad_time|" + tt.events, "bad-2": "malformed_json|" + tt.events, "bad-3": "unknown_schema|" + tt.events,
+			"bad-4": "too_long|" + tt.events}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("dead letters %v, want %v", got, want)
 		}
