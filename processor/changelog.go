@@ -105,7 +105,11 @@ func (c *changelog) ensure(ctx context.Context) error {
 		}
 		want, ok := parts[input]
 		if !ok {
-			return fmt.Errorf("cannot size changelog %q: input topic %q does not exist", log, input)
+			err := fmt.Errorf("cannot size changelog %q: input topic %q does not exist", log, input)
+			if c.cfg.CreateTopics {
+				err = fmt.Errorf("%w (%w)", err, errTopicNotVisible) // just created: not visible yet
+			}
+			return err
 		}
 		if have, ok := parts[log]; ok {
 			if have != want {

@@ -175,6 +175,11 @@ func (c *partitionConsumer) fetch(ctx context.Context, r *kafka.Reader) []decode
 		}
 		bytes += len(msg.Value)
 		rec, derr := p.decoder.Decode(msg.Value)
+		if derr == nil && string(msg.Key) != rec.TaskID {
+			// Keyed otherwise, the task's records may sit on other
+			// partitions and never join: refuse it, visibly.
+			derr = schemas.KeyError(msg.Key, rec.TaskID)
+		}
 		batch = append(batch, decoded{msg: msg, rec: rec, err: derr})
 		if len(batch) == 1 {
 			var cancelRest context.CancelFunc

@@ -83,13 +83,16 @@ func (p *Processor) Ready() <-chan struct{} { return p.ready }
 // finishes and commits the batches in flight, and returns nil.
 func (p *Processor) Run(ctx context.Context) error {
 	defer p.dlq.close()
+	// Instances started at the same moment create the same topics: one
+	// wins, the others see "already exists" and then, for a moment, a topic
+	// the metadata does not show yet. Set-up retries that with a deadline.
 	if p.cfg.CreateTopics {
-		if err := ensureTopics(ctx, p.cfg); err != nil {
+		if err := setupWithRetry(ctx, p.log, "create topics", func(ctx context.Context) error { return ensureTopics(ctx, p.cfg) }); err != nil {
 			return err
 		}
 	}
 	if p.changelog != nil {
-		if err := p.changelog.ensure(ctx); err != nil {
+		if err := setupWithRetry(ctx, p.log, "changelog topics", p.changelog.ensure); err != nil {
 			return err
 		}
 	}

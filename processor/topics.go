@@ -4,9 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
+
+// errTopicNotVisible is wrapped when a topic that should exist (created by
+// this instance or another) is not in the broker's metadata yet.
+var errTopicNotVisible = errors.New("topic not visible yet")
+
+// topicSetupDeadline bounds how long set-up retries while topics that
+// instances starting at the same moment create become visible.
+const topicSetupDeadline = 60 * time.Second
+
+// retryableSetup reports whether a topic set-up error can heal by itself:
+// a topic another instance just created that this broker does not show yet,
+// or a partition without a leader for a moment.
+func retryableSetup(err error) bool {
+	return errors.Is(err, errTopicNotVisible) || errors.Is(err, kafka.UnknownTopicOrPartition) ||
+		errors.Is(err, kafka.LeaderNotAvailable) || errors.Is(err, kafka.NotController) ||
+		errors.Is(err, kafka.RequestTimedOut)
+}
+
+// setupWithRetry runs step until it succeeds, fails for good, or the set-up
+// deadline passes, waiting a little longer after each retryable failure.
+func setupWithRetry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	deadline := time.Now().Add(topicSetupDeadline)
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := step(ctx)
+		if err == nil || !retryableSetup(err) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		log.Info("topics not ready; retrying", "step", what, "attempt", attempt, "retry_in", wait, "err", err)
+		sleepCtx(ctx, wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
 
 // ensureTopics creates the input and dead-letter topics that do not exist.
 func ensureTopics(ctx context.Context, cfg Config) error {

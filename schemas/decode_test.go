@@ -329,6 +329,7 @@ func TestDecodeErrors(t *testing.T) {
 	f(hdrN+`"kind":"start","task_id":"t","host":"h","port":1,"operation":"`+over+`",`+tOK+`}`, CodeTooLong, "operation", shown)
 	// Escapes count as the bytes they decode to: 512 "\u00e9" are 1024 bytes.
 	f(hdrE+`"kind":"retry","task_id":"`+strings.Repeat(`\u00e9`, MaxIDBytes/2+1)+`",`+tOK+`}`, CodeTooLong, "task_id", `"`+strings.Repeat("é", 32)+`..."`)
+	seen[CodeKeyMismatch] = true // not the decoder's: see TestKeyError
 	for _, c := range Codes {
 		if !seen[c] {
 			t.Errorf("no test case for code %q", c)
@@ -402,8 +403,8 @@ func TestCodes(t *testing.T) {
 		}
 		seen[c] = true
 	}
-	if len(Codes) != 14 {
-		t.Fatalf("%d codes, want 14", len(Codes))
+	if len(Codes) != 15 {
+		t.Fatalf("%d codes, want 15", len(Codes))
 	}
 }
 
@@ -455,5 +456,13 @@ func TestLimits(t *testing.T) {
 	var de *DecodeError
 	if !errors.As(err, &de) || de.Code != CodeTooLong || de.Field != "task_id" {
 		t.Fatalf("Validate of a long task_id: %v", err)
+	}
+}
+
+func TestKeyError(t *testing.T) {
+	err := KeyError([]byte("other"), "t1")
+	if !errors.Is(err, ErrInvalidRecord) || err.Code != CodeKeyMismatch ||
+		err.Error() != `invalid record: field "task_id": got "t1" (string), expected the record's key, "other"` {
+		t.Fatalf("KeyError: %v", err)
 	}
 }

@@ -59,6 +59,10 @@ const (
 	// operation, host, pipeline_id) is longer than MaxIDBytes. An error text
 	// longer than MaxErrorBytes is not rejected but truncated (TruncateError).
 	CodeTooLong Code = "too_long"
+	// CodeKeyMismatch: the Kafka record's key is not the record's task_id,
+	// so the task's records could land on different partitions and never
+	// join. Decode does not see keys; the processor checks this (KeyError).
+	CodeKeyMismatch Code = "key_mismatch"
 )
 
 // Codes lists every Code, so that a consumer can pre-create metric label
@@ -78,6 +82,7 @@ var Codes = []Code{
 	CodeEmptyValue,
 	CodeInvalidUTF8,
 	CodeTooLong,
+	CodeKeyMismatch,
 }
 
 // DecodeError says why a record was rejected. Field is the JSON field name

@@ -35,6 +35,12 @@ func TruncateError(s string) string {
 	return s[:n] + marker
 }
 
+// KeyError is the error of a record whose Kafka key is not its task_id.
+func KeyError(key []byte, taskID string) *DecodeError {
+	return &DecodeError{Code: CodeKeyMismatch, Field: "task_id", Value: renderString(taskID),
+		Expected: "the record's key, " + renderString(string(key))}
+}
+
 // tooLong is the error of an identifier of n bytes, over MaxIDBytes; s is
 // the identifier or a prefix of it, for the error's rendering.
 func tooLong(f field, s string, n int) *DecodeError {

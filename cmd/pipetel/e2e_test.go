@@ -74,6 +74,9 @@ func TestEndToEnd(t *testing.T) {
 		// rejected by the decoder and dead-lettered, so the partition goes on.
 		{Key: []byte("bad-4"), Value: []byte(`{"schema":"pipetel.event/v1","kind":"start","task_id":"` + strings.Repeat("x", 65000) + `","event_name":"x",` +
 			`"time":"` + s.base.Format(time.RFC3339Nano) + `"}`)},
+		// A valid record keyed by something else than its task_id would
+		// split the task's join across partitions.
+		{Key: []byte("bad-5"), Value: []byte(`{"schema":"pipetel.event/v1","kind":"retry","task_id":"bad-5-other","time":"` + s.base.Format(time.RFC3339Nano) + `"}`)},
 	}
 	must(t, w.WriteMessages(context.Background(), invalid...))
 
@@ -83,7 +86,7 @@ func TestEndToEnd(t *testing.T) {
 		nw := sumMetric(f, "pipetel_finished_total", map[string]string{"stream": "network"})
 		bad := sumMetric(f, "pipetel_invalid_records_total", nil)
 		depth := sumMetric(f, "pipetel_outbox_depth", nil)
-		return ev == n && nw == float64(want.ops) && bad == 4 && depth == 0,
+		return ev == n && nw == float64(want.ops) && bad == 5 && depth == 0,
 			fmt.Sprintf("events %v network %v invalid %v outbox %v", ev, nw, bad, depth)
 	})
 
@@ -182,7 +185,8 @@ func TestEndToEnd(t *testing.T) {
 		check("pipetel_late_records_total", map[string]string{"topic": tt.events}, 1)
 		check("pipetel_open_tasks", nil, 0)
 		check("pipetel_invalid_records_total", map[string]string{"code": "too_long"}, 1)
-		check("pipetel_dead_letters_total", nil, 4)
+		check("pipetel_invalid_records_total", map[string]string{"code": "key_mismatch"}, 1)
+		check("pipetel_dead_letters_total", nil, 5)
 	})
 	t.Run("dead letters", func(t *testing.T) {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: 0, MaxWait: 500 * time.Millisecond})
@@ -191,8 +195,8 @@ func TestEndToEnd(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		// Dead letters keep the key, so with Murmur2 they may sit on any
-		// partition; read every partition until all four are found.
-		for part := 0; part < 4 && len(got) < 4; part++ {
+		// partition; read every partition until all five are found.
+		for part := 0; part < 4 && len(got) < 5; part++ {
 			pr := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs, Topic: tt.deadLetter, Partition: part, MaxWait: 500 * time.Millisecond})
 			for {
 				lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -210,7 +214,7 @@ func TestEndToEnd(t *testing.T) {
 			pr.Close()
 		}
 		want := map[string]string{"bad-1": "bad_time|" + tt.events, "bad-2": "malformed_json|" + tt.events, "bad-3": "unknown_schema|" + tt.events,
-			"bad-4": "too_long|" + tt.events}
+			"bad-4": "too_long|" + tt.events, "bad-5": "key_mismatch|" + tt.events}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("dead letters %v, want %v", got, want)
 		}

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
@@ -98,4 +105,89 @@ func TestGroupSplitAndRestart(t *testing.T) {
 			t.Fatalf("task %d: on first instance %v, on restarted instance %v; want exactly one", i, inA, inB)
 		}
 	}
+}
+
+// TestConcurrentFirstStarts starts three instances at the same moment on
+// topics that do not exist yet, each told to create them: all three come
+// up (none exits on a topic another one just created) and together finish
+// every task.
+func TestConcurrentFirstStarts(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := testTopics{ // not created: the instances do it
+		events: testbroker.Name(t, "events"), network: testbroker.Name(t, "network"),
+		deadLetter: testbroker.Name(t, "dead"), group: testbroker.Name(t, "group"),
+	}
+	type started struct {
+		a    *app
+		done chan error
+	}
+	var insts [3]started
+	// The state directories first: cleanups run last-in first-out, so the
+	// instances stop (below) before their directories are removed.
+	dirs := [len(insts)]string{t.TempDir(), t.TempDir(), t.TempDir()}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var cancels []context.CancelFunc
+	t.Cleanup(func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+		wg.Wait()
+	})
+	for i := range insts {
+		cfg := testConfig(b, tt, dirs[i])
+		cfg.Processor.CreateTopics, cfg.Processor.Partitions = true, 6
+		must(t, cfg.Validate())
+		a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		must(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		insts[i] = started{a: a, done: make(chan error, 1)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-start:
+				insts[i].done <- a.run(ctx)
+			case <-ctx.Done(): // the test failed before starting them
+			}
+		}()
+	}
+	close(start)
+	for i, in := range insts {
+		select {
+		case <-in.a.proc.Ready():
+		case err := <-in.done:
+			t.Fatalf("instance %d exited while starting: %v", i, err)
+		case <-time.After(90 * time.Second):
+			t.Fatalf("instance %d did not join the group within 90s", i)
+		}
+	}
+	clock := &fakeClock{}
+	p := newProducer(t, b, tt, clock)
+	s := scenario{prefix: "first", base: testclock.Now().Add(-time.Hour).Truncate(time.Millisecond)}
+	const n = 300
+	s.emit(t, p, clock, 0, n)
+	waitFor(t, 90*time.Second, "every task finished across the three instances", func() (bool, string) {
+		var sum float64
+		for i, in := range insts {
+			select {
+			case err := <-in.done:
+				t.Fatalf("instance %d exited: %v", i, err)
+			default:
+			}
+			resp, err := http.Get("http://" + in.a.Addr() + "/metrics")
+			if err != nil {
+				return false, err.Error()
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := parser.TextToMetricFamilies(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return false, err.Error()
+			}
+			sum += sumMetric(fams, "events_total", nil)
+		}
+		return sum == n, fmt.Sprintf("events_total over the instances %v", sum)
+	})
 }
