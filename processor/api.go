@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -329,7 +328,7 @@ func (a *API) routeElsewhere(w http.ResponseWriter, r *http.Request, st state.St
 		return true
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := readMemberBody(resp.Body)
 	if err != nil {
 		unavailable(w, &RouteError{Topic: topic, Partition: part, Addr: owner.addr, Err: err})
 		return true

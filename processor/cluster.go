@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -125,18 +123,21 @@ func NewCluster(cfg Config, opts ...ClusterOption) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(cfg.AdvertiseHTTP); err != nil {
-		return nil, fmt.Errorf("processor.advertise_http: got %q, expected the host:port other instances reach this one at", cfg.AdvertiseHTTP)
+	if err := checkAdvertise(cfg.AdvertiseHTTP); err != nil {
+		return nil, fmt.Errorf("processor.advertise_http: got %q (%v), expected the host:port other instances reach this one at: a DNS name or IP address and a port", cfg.AdvertiseHTTP, err)
 	}
 	tr := &kafka.Transport{}
 	httpTransport := http.DefaultTransport.(*http.Transport).Clone()
 	c := &Cluster{
-		cfg:        cfg,
-		client:     &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 5 * time.Second},
-		transport:  tr,
-		httpClient: &http.Client{Transport: httpTransport, Timeout: 10 * time.Second},
-		ttl:        2 * time.Second,
-		countTTL:   time.Minute,
+		cfg:       cfg,
+		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 5 * time.Second},
+		transport: tr,
+		httpClient: &http.Client{Transport: httpTransport, Timeout: 10 * time.Second,
+			// An answer is relayed as it is; a redirect would make this
+			// instance fetch whatever another one points it at.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		ttl:      2 * time.Second,
+		countTTL: time.Minute,
 	}
 	for _, o := range opts {
 		o(c)
@@ -181,8 +182,8 @@ func newRouting(g kafka.DescribeGroupsResponseGroup, self string) (*routing, err
 	byAddr := map[string]int{}
 	for _, m := range g.Members {
 		addr := string(m.MemberMetadata.UserData)
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			continue
+		if checkAdvertise(addr) != nil {
+			continue // unreachable by design: its partitions have no owner
 		}
 		i, ok := byAddr[addr]
 		if !ok {
@@ -422,7 +423,7 @@ func (c *Cluster) getJSON(ctx context.Context, addr, uri string, out any) error 
 		return &MemberError{Addr: addr, Err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := readMemberBody(resp.Body)
 	if err != nil {
 		c.invalidate()
 		return &MemberError{Addr: addr, Err: err}
