@@ -124,7 +124,9 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
+		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes: 64 << 10}
 
 	// Start order; runComponents stops them in reverse: the processor
 	// drains first, then deliveries, then HTTP.

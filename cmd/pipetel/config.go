@@ -53,6 +53,13 @@ type HTTPConfig struct {
 	// Pprof serves Go's profiles under /debug/pprof/ on the same listener.
 	// Default false: profiles show internals and cost CPU while taken.
 	Pprof bool `yaml:"pprof"`
+	// ReadTimeout bounds reading a whole request, WriteTimeout writing its
+	// answer (above a 30 s CPU profile), IdleTimeout how long a keep-alive
+	// connection may wait for its next request. Defaults 30s, 2m, 2m: a
+	// client that stalls cannot hold a connection for ever.
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
 }
 
 // SinksConfig selects the publishers.
@@ -177,6 +184,14 @@ func (c *Config) withDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9464"
 	}
+	for _, d := range []struct {
+		p   *time.Duration
+		def time.Duration
+	}{{&c.HTTP.ReadTimeout, 30 * time.Second}, {&c.HTTP.WriteTimeout, 2 * time.Minute}, {&c.HTTP.IdleTimeout, 2 * time.Minute}} {
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
 	if c.State.Retention == 0 {
 		c.State.Retention = state.DefaultRetention
 	}
@@ -195,6 +210,14 @@ func (c *Config) withDefaults() {
 func (c *Config) Validate() error {
 	if err := c.Processor.Validate(); err != nil {
 		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"http.read_timeout", c.HTTP.ReadTimeout}, {"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: got %v, expected a duration > 0 (0: the default)", d.name, d.v)
+		}
 	}
 	if c.State.MaxCachedOpen < -1 {
 		return fmt.Errorf("state.max_cached_open: got %d, expected -1 (off) or 0 and up (0: the default, 100000)", c.State.MaxCachedOpen)

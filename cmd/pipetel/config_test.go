@@ -48,6 +48,7 @@ func TestConfigErrors(t *testing.T) {
 	f("processor: {brokers: [a:1], session_timeout: 1s, heartbeat_interval: 2s}\nstate: {dir: /tmp/x}\n", runFlags{}, "processor.heartbeat_interval: got 2s, expected a duration > 0 and below session_timeout")
 	f("processor: {brokers: [a:1], batch_wait: soon}\nstate: {dir: /tmp/x}\n", runFlags{}, "cannot unmarshal !!str `soon` into time.Duration")
 	f("processor: {brokers: [a:1]}\nstate: {dir: /tmp/x, max_cached_open: -2}\n", runFlags{}, "state.max_cached_open: got -2, expected -1 (off) or 0 and up (0: the default, 100000)")
+	f(base+"http: {idle_timeout: -1s}\n", runFlags{}, "http.idle_timeout: got -1s, expected a duration > 0 (0: the default)")
 }
 
 func TestFlagsOverrideConfig(t *testing.T) {

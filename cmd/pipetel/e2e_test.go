@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -273,4 +276,42 @@ func TestBatchBytesBoundsBatches(t *testing.T) {
 	if got := sumMetric(a.scrape(t), "pipetel_batch_apply_seconds", nil); got != 2*tasks {
 		t.Errorf("%v batches applied, want %d: one per record", got, 2*tasks)
 	}
+}
+
+// TestHTTPTimeouts: a keep-alive connection left idle past http.idle_timeout
+// is closed by the server, and so is one that never finishes its request
+// within http.read_timeout.
+func TestHTTPTimeouts(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, 1)
+	cfg := testConfig(b, tt, t.TempDir())
+	cfg.HTTP.ReadTimeout, cfg.HTTP.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	a := startApp(t, cfg)
+	closedWithin := func(what string, conn net.Conn, d time.Duration) {
+		t.Helper()
+		started := time.Now()
+		must(t, conn.SetReadDeadline(started.Add(d)))
+		buf := make([]byte, 4096)
+		for {
+			_, err := conn.Read(buf)
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				t.Fatalf("%s: connection not closed by the server within %v: %v", what, d, err)
+			}
+		}
+	}
+	idle, err := net.Dial("tcp", a.Addr())
+	must(t, err)
+	defer idle.Close()
+	_, err = io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	must(t, err)
+	closedWithin("idle keep-alive", idle, 5*time.Second) // reads the answer, then EOF once idle
+	stalled, err := net.Dial("tcp", a.Addr())
+	must(t, err)
+	defer stalled.Close()
+	_, err = io.WriteString(stalled, "GET /healthz HTTP/1.1\r\nHost: x\r\n") // the header never ends
+	must(t, err)
+	closedWithin("stalled request", stalled, 5*time.Second)
 }
