@@ -141,7 +141,12 @@ func (c *partitionConsumer) run(ctx context.Context) {
 		p.m.commitLag.WithLabelValues(c.topic, pl).Set(float64(c.applied - c.commitDone))
 		if now := time.Now(); now.After(nextRetention) && ctx.Err() == nil {
 			nextRetention = now.Add(p.cfg.RetentionInterval)
-			if n, err := c.sweepRetention(ctx); err != nil {
+			if n, err := c.sweepRetention(ctx); errors.Is(err, state.ErrNotLogged) {
+				// The sweep committed locally but not to the log: stop, so
+				// that the next owner (maybe this one) restores from the log.
+				log.Error("cannot log the retention sweep; stopping this partition until the next rebalance", "err", err)
+				return
+			} else if err != nil {
 				log.Warn("cannot expire finished metrics", "err", err)
 			} else if n > 0 {
 				log.Info("expired finished metrics", "count", n)

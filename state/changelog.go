@@ -319,12 +319,23 @@ func (b *Batch) logChanges(ctx context.Context) error {
 	}
 	off, err := b.s.opts.Changelog.Append(ctx, b.unit, b.changes)
 	if err != nil {
-		// The local state now holds changes the log lacks. Not every
-		// transaction moves the applied offset (expiry, retention), so the
-		// mark alone would not show it: drop the mark, and the next
+		// The local state now holds changes the log lacks, and no mark
+		// (unmarkForLog dropped it in the transaction itself): the next
 		// assignment rebuilds the unit from the log.
-		drop := b.s.db.Update(func(txn *badger.Txn) error { return txn.Delete(markKey(b.unit)) })
-		return errors.Join(fmt.Errorf("%w: %w", ErrNotLogged, err), drop)
+		return fmt.Errorf("%w: %w", ErrNotLogged, err)
 	}
 	return b.s.setMark(b.unit, off)
+}
+
+// unmarkForLog deletes the unit's mark in the transaction that makes
+// changes for the log, so that from its commit until the append has set the
+// mark again the unit is not current: a crash (kill -9) in between, or a
+// failed append, leaves no mark that could vouch for changes the log lacks.
+// Not every transaction moves the applied offset (expiry, retention), so the
+// offset alone would not show it.
+func (b *Batch) unmarkForLog() error {
+	if b.s.opts.Changelog == nil || len(b.changes) == 0 {
+		return nil
+	}
+	return b.txn.Delete(markKey(b.unit))
 }

@@ -290,6 +290,9 @@ func (s *Store) attempt(ctx context.Context, u Unit, fn func(*Batch) error, sc *
 		err = fmt.Errorf("%w: %d bytes of changes, at most %d in one changelog append", ErrTooBig, b.changeBytes, s.maxChangeBytes())
 	}
 	if err == nil {
+		err = b.unmarkForLog()
+	}
+	if err == nil {
 		err = b.txn.Commit()
 	} else {
 		b.txn.Discard()
