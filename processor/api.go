@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 type API struct {
 	store   *state.Store
 	cluster *Cluster
+	log     *slog.Logger
 }
 
 // APIOption configures NewAPI.
@@ -32,9 +34,13 @@ type APIOption func(*API)
 // Default: none, the API answers from its store alone.
 func WithCluster(c *Cluster) APIOption { return func(a *API) { a.cluster = c } }
 
+// WithAPILogger sets where the API logs the causes of the 500s it answers
+// (which name state keys, so they stay out of responses). Default: none.
+func WithAPILogger(l *slog.Logger) APIOption { return func(a *API) { a.log = l } }
+
 // NewAPI returns the query API over store.
 func NewAPI(store *state.Store, opts ...APIOption) *API {
-	a := &API{store: store}
+	a := &API{store: store, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -71,8 +77,13 @@ func badParam(w http.ResponseWriter, name, value, want string) {
 	})
 }
 
-func internalError(w http.ResponseWriter, err error) {
-	writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})
+// errInternalAnswer is what a client is told of a failure inside the
+// instance; the cause, which can name state keys, goes to the log.
+const errInternalAnswer = "internal error: the state store could not answer; the instance's log has the cause"
+
+func (a *API) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.Error("cannot answer a query", "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusInternalServerError, apiError{Error: errInternalAnswer})
 }
 
 func (a *API) event(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +93,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("task_id")
 	m, found, err := a.store.Event(id)
 	if err != nil {
-		internalError(w, err)
+		a.internalError(w, r, err)
 		return
 	}
 	if !found {
@@ -103,7 +114,7 @@ func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("task_id")
 	m, found, err := a.store.NetworkOp(id, q.Get("op_id"))
 	if err != nil {
-		internalError(w, err)
+		a.internalError(w, r, err)
 		return
 	}
 	if !found {
@@ -215,7 +226,7 @@ func list[T any](a *API, st state.Stream, run func(p listParams, limit int, curs
 		query := func(limit int, cursor string) (state.Page[T], error) { return run(p, limit, cursor) }
 		if local {
 			page, err := query(p.limit, p.cursor)
-			writePage(w, page, err)
+			writePage(a, w, r, page, err)
 			return
 		}
 		gather(a, w, r, q, st, p, query)
@@ -230,13 +241,13 @@ func (a *API) network(p listParams, limit int, cursor string) (state.Page[schema
 	return a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func writePage[T any](w http.ResponseWriter, page state.Page[T], err error) {
+func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page state.Page[T], err error) {
 	if errors.Is(err, state.ErrBadCursor) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "cursor"})
 		return
 	}
 	if err != nil {
-		internalError(w, err)
+		a.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
@@ -254,7 +265,7 @@ func (a *API) retries(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := a.store.RetryStats()
 	if err != nil {
-		internalError(w, err)
+		a.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s)
@@ -356,7 +367,7 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 	}
 	if rt.onlySelf() && !isClusterCursor(p.cursor) {
 		page, err := local(p.limit, p.cursor)
-		writePage(w, page, err)
+		writePage(a, w, r, page, err)
 		return
 	}
 	members, fingerprint := rt.serving(a.topic(st))
@@ -384,7 +395,7 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 	case errors.As(err, &me):
 		relay(w, me.Status, me.Body)
 	default:
-		writePage(w, page, err)
+		writePage(a, w, r, page, err)
 	}
 }
 
@@ -417,7 +428,7 @@ func (a *API) gatherRetries(w http.ResponseWriter, r *http.Request) {
 			relay(w, me.Status, me.Body)
 			return
 		case err != nil:
-			internalError(w, err)
+			a.internalError(w, r, err)
 			return
 		}
 		parts = append(parts, s)

@@ -1,9 +1,11 @@
 package processor
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -410,5 +412,29 @@ func TestAPIPagination(t *testing.T) {
 				t.Errorf("listed %d events, want %d; missing or extra: got %q", len(got), len(want), got)
 			}
 		})
+	}
+}
+
+// TestAPIInternalErrorsStayInTheLog: a store failure answers 500 with a
+// fixed message; the cause, which may name state keys, is only logged.
+func TestAPIInternalErrorsStayInTheLog(t *testing.T) {
+	s, err := state.Open(state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	mux := http.NewServeMux()
+	NewAPI(s, WithAPILogger(slog.New(slog.NewTextHandler(&logs, nil)))).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s.Close() // every read fails from now on
+	for _, path := range []string{"/api/v1/events/t1", "/api/v1/network/t1", "/api/v1/events?status=failed", "/api/v1/retries"} {
+		code, body := get(t, srv, path)
+		if code != http.StatusInternalServerError || body != `{"error":"`+errInternalAnswer+`"}`+"\n" {
+			t.Errorf("%s: %d %s, want 500 with the fixed message", path, code, body)
+		}
+	}
+	if n := strings.Count(logs.String(), "cannot answer a query"); n != 4 {
+		t.Errorf("%d causes logged, want 4:\n%s", n, logs.String())
 	}
 }

@@ -116,7 +116,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	processor.NewAPI(store, processor.WithCluster(cluster)).Register(mux)
+	processor.NewAPI(store, processor.WithCluster(cluster), processor.WithAPILogger(log)).Register(mux)
 	if cfg.HTTP.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
