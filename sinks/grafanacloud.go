@@ -61,7 +61,7 @@ type GrafanaCloudConfig struct {
 func (c GrafanaCloudConfig) Validate() error {
 	u, err := url.Parse(c.Endpoint)
 	if c.Endpoint == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("invalid grafanacloud config: endpoint %q: want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push", c.Endpoint)
+		return fmt.Errorf("invalid grafanacloud config: endpoint %q: want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push", redactQuery(c.Endpoint))
 	}
 	if u.User != nil {
 		return fmt.Errorf("invalid grafanacloud config: endpoint %q: credentials in the URL are not allowed: use instance_id and api_key", u.Redacted())
@@ -323,6 +323,12 @@ func (g *GrafanaCloud) post(parent context.Context, body []byte) error {
 	}
 	res, err := g.client.Do(req)
 	if err != nil {
+		// The endpoint's query string can carry a token: errors, which end
+		// up in the log, name the endpoint without it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactQuery(ue.URL)
+		}
 		if parent.Err() != nil {
 			return fmt.Errorf("%w (%v)", parent.Err(), err)
 		}
@@ -370,4 +376,14 @@ func newPushMetrics(reg prometheus.Registerer, publisher string) (*pushMetrics, 
 		}
 	}
 	return m, nil
+}
+
+// redactQuery replaces a URL's query string, if any, with "REDACTED".
+func redactQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.RawQuery == "" {
+		return raw
+	}
+	u.RawQuery = "REDACTED"
+	return u.String()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -473,5 +474,27 @@ func TestRemoteWriteDropsEmptyLabels(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("series:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestGrafanaCloudErrorsHideTheQuery: an endpoint's query string (which can
+// carry a token) does not appear in the error of a failed push.
+func TestGrafanaCloudErrorsHideTheQuery(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now: every push fails to connect
+	cfg := GrafanaCloudConfig{Endpoint: "http://" + addr + "/api/prom/push?token=s3cret", InstanceLabel: "it-1"}
+	cfg.Metrics.DurationBuckets, cfg.Metrics.LatencyBuckets = []float64{1}, []float64{0.1}
+	g, err := NewGrafanaCloud(cfg, WithRetry(1, time.Millisecond, time.Millisecond), WithClock(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = g.PublishEvents(context.Background(), []schemas.EventMetric{{Status: schemas.StatusFailed}})
+	err = g.Push(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "/api/prom/push?REDACTED") {
+		t.Fatalf("push error %v: want a connection error naming the endpoint without its query", err)
 	}
 }
