@@ -8,6 +8,8 @@ import (
 
 func int64p(v int64) *int64 { return &v }
 
+// testTime is an encoding vector's time: these records never reach a store,
+// a deadline or a retention, so the date cannot age.
 var testTime = time.Date(2024, 5, 1, 12, 0, 0, 500_000_000, time.UTC)
 
 func TestEncode(t *testing.T) {

@@ -92,10 +92,7 @@ func (b *Batch) deferPending(id string, ch pendingChange) {
 		b.pendingOrder = append(b.pendingOrder, id)
 	}
 	ch.dirty = true
-	if b.pendingChanges == nil {
-		b.pendingChanges = map[string]pendingChange{}
-	}
-	b.pendingChanges[id] = ch
+	b.pendingChanges[id] = ch // lent by the scratch storage, never nil
 }
 
 // writePending writes the deferred pending entries and their deadline index
@@ -349,15 +346,11 @@ func (b *Batch) flush() error {
 		}
 	}
 	if b.pendingDelta != 0 {
-		tag := tagEventCounts
-		if b.unit.Stream == Network {
-			tag = tagNetCounts
-		}
 		n, err := b.committedOpen()
 		if err != nil {
 			return err
 		}
-		if err := b.set(prefix(tag, b.unit.Partition), int64Bytes(n+b.pendingDelta)); err != nil {
+		if err := b.set(prefix(countTag(b.unit.Stream), b.unit.Partition), int64Bytes(n+b.pendingDelta)); err != nil {
 			return err
 		}
 	}
@@ -434,12 +427,8 @@ func (b *Batch) committedOpen() (int64, error) {
 	n, owned := s.pending[b.unit], s.owned[b.unit]
 	s.mu.Unlock()
 	if !owned {
-		tag := tagEventCounts
-		if b.unit.Stream == Network {
-			tag = tagNetCounts
-		}
 		var err error
-		if n, _, err = readInt64(b.txn, prefix(tag, b.unit.Partition)); err != nil {
+		if n, _, err = readInt64(b.txn, prefix(countTag(b.unit.Stream), b.unit.Partition)); err != nil {
 			return 0, err
 		}
 	}

@@ -299,9 +299,6 @@ func (b *Batch) record(c Change) {
 	if b.s.opts.Changelog == nil || isDerived(c.Key) {
 		return
 	}
-	if b.changeAt == nil {
-		b.changeAt = map[string]int{}
-	}
 	b.changeBytes += len(c.Key) + len(c.Value)
 	if i, ok := b.changeAt[string(c.Key)]; ok {
 		b.changes[i] = c

@@ -18,13 +18,6 @@ var (
 	tagNetNewestRecord = [2]byte{'r', 'n'} // + p
 )
 
-// NewestRecordTime returns the newest record time the unit applied, in Unix
-// nanoseconds, 0 when it applied none yet.
-func (b *Batch) NewestRecordTime() (int64, error) {
-	n, _, err := readInt64(b.txn, prefix(newestRecordTag(b.unit.Stream), b.unit.Partition))
-	return n, err
-}
-
 // SetNewestRecordTime stores the newest record time the unit applied.
 func (b *Batch) SetNewestRecordTime(ns int64) error {
 	return b.set(prefix(newestRecordTag(b.unit.Stream), b.unit.Partition), int64Bytes(ns))

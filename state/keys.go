@@ -55,6 +55,14 @@ var (
 	tagOutbox = [2]byte{'o', 'b'} // + publisher \x00 + seq
 )
 
+// countTag is the tag of a unit's open-entry count.
+func countTag(s Stream) [2]byte {
+	if s == Network {
+		return tagNetCounts
+	}
+	return tagEventCounts
+}
+
 // unitTags lists every tag that holds a unit's state, for copying or dropping
 // a unit by prefix.
 func unitTags(s Stream) [][2]byte {

@@ -236,17 +236,7 @@ func (s *Store) LastOffset(u Unit) (int64, bool, error) {
 }
 
 func (s *Store) readCount(u Unit) (int64, error) {
-	tag := tagEventCounts
-	if u.Stream == Network {
-		tag = tagNetCounts
-	}
-	var n int64
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		n, _, err = readInt64(txn, prefix(tag, u.Partition))
-		return err
-	})
-	return n, err
+	return s.readUnitInt64(countTag(u.Stream), u)
 }
 
 // Update runs fn in one transaction on unit u and commits it. When Badger
