@@ -28,6 +28,12 @@ type Config struct {
 	ReplicationFactor int  `yaml:"replication_factor"`
 	// MaxRecordBytes rejects larger record values. Default 65536.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// DeadLetterMaxBytes bounds one dead-letter record (key, value and
+	// headers). A larger invalid record keeps its key and headers and the
+	// first bytes of its value, with a pipetel-cut header giving the
+	// original length. Default 1000000, under Kafka's default
+	// message.max.bytes (1048588); raise both together.
+	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
 	// BatchSize is the most records applied in one state transaction.
 	// Default 5000: a batch is also the unit of deferred pending writes,
 	// so a task that opens and finishes within one never reaches the disk.
@@ -114,6 +120,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Partitions, 8)
 	defInt(&c.ReplicationFactor, 1)
 	defInt(&c.MaxRecordBytes, schemas.DefaultMaxRecordBytes)
+	defInt(&c.DeadLetterMaxBytes, 1_000_000)
 	defInt(&c.BatchSize, 5000)
 	defInt(&c.BatchBytes, 4<<20)
 	defDur := func(p *time.Duration, v time.Duration) {
@@ -159,6 +166,7 @@ func (c Config) Validate() error {
 		{"processor.partitions", c.Partitions < 1, c.Partitions, "an integer >= 1"},
 		{"processor.replication_factor", c.ReplicationFactor < 1, c.ReplicationFactor, "an integer >= 1"},
 		{"processor.max_record_bytes", c.MaxRecordBytes < 64, c.MaxRecordBytes, "an integer >= 64"},
+		{"processor.dead_letter_max_bytes", c.DeadLetterMaxBytes < 4096, c.DeadLetterMaxBytes, "a number of bytes >= 4096"},
 		{"processor.batch_size", c.BatchSize < 1 || c.BatchSize > 10000, c.BatchSize, "an integer 1..10000"},
 		{"processor.batch_bytes", c.BatchBytes < 1, c.BatchBytes, "a number of bytes > 0"},
 		{"processor.batch_wait", c.BatchWait < 0, c.BatchWait, "a duration >= 0"},

@@ -18,22 +18,35 @@ const (
 	HeaderSourceTopic     = "pipetel-source-topic"
 	HeaderSourcePartition = "pipetel-source-partition"
 	HeaderSourceOffset    = "pipetel-source-offset"
+	// HeaderCut is set when the value was cut to fit the dead-letter
+	// record bound (processor.dead_letter_max_bytes): it holds the
+	// original value's length in bytes; the record keeps the first bytes.
+	HeaderCut = "pipetel-cut"
+	// HeaderKeyCut is HeaderCut for a key too long for the bound even
+	// with an empty value.
+	HeaderKeyCut = "pipetel-key-cut"
 )
+
+// recordOverhead is what Kafka's record and batch framing add to a
+// record's key, value and headers, with room to spare.
+const recordOverhead = 512
 
 // deadLetters writes invalid records to the dead-letter topic before the
 // batch that contained them is committed, so none is lost.
 type deadLetters struct {
-	w *kafka.Writer
-	m *metrics
+	w        *kafka.Writer
+	m        *metrics
+	maxBytes int
 }
 
 func newDeadLetters(cfg Config, m *metrics) *deadLetters {
-	return &deadLetters{m: m, w: &kafka.Writer{
+	return &deadLetters{m: m, maxBytes: cfg.DeadLetterMaxBytes, w: &kafka.Writer{
 		Addr:                   kafka.TCP(cfg.Brokers...),
 		Topic:                  cfg.DeadLetterTopic,
 		Balancer:               &kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           5 * time.Millisecond,
+		BatchBytes:             int64(cfg.DeadLetterMaxBytes),
 		AllowAutoTopicCreation: true,
 		Transport:              &kafka.Transport{},
 	}}
@@ -46,17 +59,7 @@ func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 		if de, ok := in.err.(*schemas.DecodeError); ok {
 			code = string(de.Code)
 		}
-		msgs[i] = kafka.Message{
-			Key:   in.msg.Key,
-			Value: in.msg.Value,
-			Headers: []kafka.Header{
-				{Key: HeaderError, Value: []byte(in.err.Error())},
-				{Key: HeaderErrorCode, Value: []byte(code)},
-				{Key: HeaderSourceTopic, Value: []byte(in.msg.Topic)},
-				{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(in.msg.Partition))},
-				{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(in.msg.Offset, 10))},
-			},
-		}
+		msgs[i] = deadLetter(in, code, d.maxBytes)
 	}
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -68,9 +71,45 @@ func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 		if attempt == 10 || ctx.Err() != nil {
 			return fmt.Errorf("cannot write %d records to dead-letter topic %q: %w", len(msgs), d.w.Topic, err)
 		}
-		time.Sleep(backoff)
+		sleepCtx(ctx, backoff)
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// deadLetter builds the dead-letter record of an invalid record: its key,
+// its value (cut to fit maxBytes with the headers, see HeaderCut) and
+// headers naming the reason and the source.
+func deadLetter(in decoded, code string, maxBytes int) kafka.Message {
+	m := kafka.Message{
+		Key:   in.msg.Key,
+		Value: in.msg.Value,
+		Headers: []kafka.Header{
+			{Key: HeaderError, Value: []byte(in.err.Error())},
+			{Key: HeaderErrorCode, Value: []byte(code)},
+			{Key: HeaderSourceTopic, Value: []byte(in.msg.Topic)},
+			{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(in.msg.Partition))},
+			{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(in.msg.Offset, 10))},
+		},
+	}
+	size := len(m.Key) + len(m.Value) + recordOverhead
+	for _, h := range m.Headers {
+		size += len(h.Key) + len(h.Value) + 8
+	}
+	if size <= maxBytes {
+		return m
+	}
+	const cutHeaders = 2 * (len(HeaderKeyCut) + 8 + 20)
+	if keyRoom := maxBytes / 2; len(m.Key) > keyRoom {
+		m.Headers = append(m.Headers, kafka.Header{Key: HeaderKeyCut, Value: []byte(strconv.Itoa(len(m.Key)))})
+		size -= len(m.Key) - keyRoom
+		m.Key = m.Key[:keyRoom]
+	}
+	if size+cutHeaders > maxBytes {
+		room := max(maxBytes-(size-len(m.Value))-cutHeaders, 0)
+		m.Headers = append(m.Headers, kafka.Header{Key: HeaderCut, Value: []byte(strconv.Itoa(len(m.Value)))})
+		m.Value = m.Value[:min(room, len(m.Value))]
+	}
+	return m
 }
 
 func (d *deadLetters) close() { d.w.Close() }

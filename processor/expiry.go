@@ -90,7 +90,8 @@ func (j *joiner) expireDue(b *state.Batch, st *joinStats) error {
 	if j.clock.nextDeadline != 0 && j.clock.stream < j.clock.nextDeadline {
 		return nil
 	}
-	due, next, err := b.Due(j.clock.stream, maxExpiredPerRecord)
+	limit := j.expiryBound()
+	due, next, err := b.Due(j.clock.stream, limit)
 	if err != nil {
 		return err
 	}
@@ -100,10 +101,10 @@ func (j *joiner) expireDue(b *state.Batch, st *joinStats) error {
 		}
 	}
 	j.clock.nextDeadline = next
-	if len(due) == maxExpiredPerRecord {
+	if len(due) == limit {
 		j.clock.nextDeadline = 0 // more may be due
 	}
-	if next == 0 && len(due) < maxExpiredPerRecord {
+	if next == 0 && len(due) < limit {
 		j.clock.nextDeadline = math.MaxInt64
 	}
 	return nil
@@ -122,7 +123,7 @@ func (j *joiner) enforceCap(b *state.Batch, st *joinStats) error {
 	// Expire a little below the cap (1%), so that the next records do not
 	// each pay for a lookup of the earliest deadlines.
 	slack := max(1, j.rules.maxOpen/100)
-	due, _, err := b.Due(math.MaxInt64, int(open-j.rules.maxOpen+slack-1))
+	due, _, err := b.Due(math.MaxInt64, min(int(open-j.rules.maxOpen+slack-1), j.expiryBound()))
 	if err != nil {
 		return err
 	}

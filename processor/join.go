@@ -33,6 +33,28 @@ type joiner struct {
 	// retention is the store's: a metric whose end is this far behind the
 	// newest record time is swept by the next retention pass. 0: no check.
 	retention time.Duration
+	// expireLimit, when > 0, lowers maxExpiredPerRecord: set after a
+	// transaction of one record was too big for the changelog because of
+	// what it expired, so the expiries spread over more transactions.
+	expireLimit int
+}
+
+// expiryBound is how many entries one record may expire.
+func (j *joiner) expiryBound() int {
+	if j.expireLimit > 0 {
+		return j.expireLimit
+	}
+	return maxExpiredPerRecord
+}
+
+// shrinkExpiry halves the expiry bound after a too-big transaction and
+// reports whether it could.
+func (j *joiner) shrinkExpiry() bool {
+	if b := j.expiryBound(); b > 1 {
+		j.expireLimit = b / 2
+		return true
+	}
+	return false
 }
 
 // apply advances stream time to the record, expires what became due before
@@ -55,9 +77,11 @@ func (j *joiner) apply(b *state.Batch, r schemas.Record, st *joinStats) error {
 	return j.enforceCap(b, st)
 }
 
-// noteDeadline keeps the clock's earliest-deadline bound low enough.
+// noteDeadline keeps the clock's earliest-deadline bound low enough. An
+// unknown bound (0) stays unknown: earlier deadlines may be due (a record
+// expired only its bound of them), and only a lookup can tell.
 func (j *joiner) noteDeadline(d int64) {
-	if j.clock.nextDeadline == 0 || d < j.clock.nextDeadline {
+	if j.clock.nextDeadline != 0 && d < j.clock.nextDeadline {
 		j.clock.nextDeadline = d
 	}
 }

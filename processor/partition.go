@@ -269,7 +269,7 @@ func (c *partitionConsumer) idleTick(ctx context.Context) error {
 		return nil
 	}
 	var st joinStats
-	err := c.p.store.Update(ctx, c.unit, func(b *state.Batch) error {
+	update := func(b *state.Batch) error {
 		st = joinStats{}
 		*c.join.clock = saved
 		c.join.clock.stream = target
@@ -280,7 +280,12 @@ func (c *partitionConsumer) idleTick(ctx context.Context) error {
 			return nil
 		}
 		return b.SetStreamTime(target)
-	})
+	}
+	err := c.p.store.Update(ctx, c.unit, update)
+	for errors.Is(err, state.ErrTooBig) && c.join.shrinkExpiry() {
+		err = c.p.store.Update(ctx, c.unit, update)
+	}
+	c.join.expireLimit = 0
 	if err != nil {
 		*c.join.clock = saved
 		return err
@@ -387,8 +392,16 @@ func (c *partitionConsumer) applyValid(ctx context.Context, batch []decoded) err
 			}
 			return c.applyValid(ctx, batch[mid:])
 		}
+		// One record still too big: what it expires made it so (a record
+		// alone is bounded by max_record_bytes). Expire fewer per record.
+		if errors.Is(err, state.ErrTooBig) && c.join.shrinkExpiry() {
+			c.p.log.Warn("expiring fewer entries per record: a transaction was too big for the changelog",
+				"topic", c.topic, "partition", c.unit.Partition, "expiries_per_record", c.join.expiryBound())
+			return c.applyValid(ctx, batch)
+		}
 		return err
 	}
+	c.join.expireLimit = 0
 	c.countExpired(st)
 	c.applied = lastOffset
 	p.m.duplicates.WithLabelValues(c.topic).Add(float64(st.duplicates))
