@@ -30,6 +30,9 @@ type partitionConsumer struct {
 
 	warnedPastRetention bool // logged once per assignment, then only counted
 
+	next      int64 // offset the next record should have; -1: not known yet
+	warnedGap bool  // a skipped range is logged once per assignment, then only counted
+
 	batchBuf []decoded // fetch's buffer
 	batchLen int       // how much of it the last batch used
 }
@@ -96,6 +99,7 @@ func (c *partitionConsumer) run(ctx context.Context) {
 	}
 	c.applied = start - 1
 	c.commitDone = c.applied
+	c.next = max(start, -1) // kafka.FirstOffset: whatever the topic still has
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   p.cfg.Brokers,
 		Topic:     c.topic,
@@ -178,6 +182,7 @@ func (c *partitionConsumer) fetch(ctx context.Context, r *kafka.Reader) []decode
 		if err != nil {
 			break
 		}
+		c.checkOffset(msg.Offset)
 		bytes += len(msg.Value)
 		rec, derr := p.decoder.Decode(msg.Value)
 		if derr == nil && string(msg.Key) != rec.TaskID {
@@ -193,6 +198,24 @@ func (c *partitionConsumer) fetch(ctx context.Context, r *kafka.Reader) []decode
 		}
 	}
 	return batch
+}
+
+// checkOffset counts and reports offsets the reader jumped over. kafka-go
+// moves a reader that asks for records the topic's retention already
+// deleted (a partition paused too long, an instance down past the
+// retention) to the earliest offset and only says so in its debug log:
+// those records are lost to pipetel, and an operator must hear of it.
+func (c *partitionConsumer) checkOffset(off int64) {
+	if c.next >= 0 && off > c.next {
+		c.p.m.skipped.WithLabelValues(c.topic).Add(float64(off - c.next))
+		if !c.warnedGap {
+			c.warnedGap = true
+			c.p.log.Error("records skipped: the topic no longer holds them (deleted by its retention before they were read, or compacted); "+
+				"further gaps on this partition are only counted in pipetel_skipped_offsets_total",
+				"topic", c.topic, "partition", c.unit.Partition, "from_offset", c.next, "to_offset", off-1, "records", off-c.next)
+		}
+	}
+	c.next = off + 1
 }
 
 func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
