@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -212,7 +213,7 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 
 // list serves one list endpoint: from this instance's partitions with
 // scope=local, otherwise gathered from every instance.
-func list[T any](a *API, st state.Stream, run func(p listParams, limit int, cursor string) (state.Page[T], error)) http.HandlerFunc {
+func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (state.Page[T], error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		local, ok := a.scope(w, r, q)
@@ -223,7 +224,7 @@ func list[T any](a *API, st state.Stream, run func(p listParams, limit int, curs
 		if !ok {
 			return
 		}
-		query := func(limit int, cursor string) (state.Page[T], error) { return run(p, limit, cursor) }
+		query := func(limit int, cursor string) (state.Page[T], error) { return run(r.Context(), p, limit, cursor) }
 		if local {
 			page, err := query(p.limit, p.cursor)
 			writePage(a, w, r, page, err)
@@ -233,12 +234,12 @@ func list[T any](a *API, st state.Stream, run func(p listParams, limit int, curs
 	}
 }
 
-func (a *API) events(p listParams, limit int, cursor string) (state.Page[schemas.EventMetric], error) {
-	return a.store.Events(state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.EventMetric], error) {
+	return a.store.Events(ctx, state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func (a *API) network(p listParams, limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
-	return a.store.NetworkOps(state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
+	return a.store.NetworkOps(ctx, state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
 func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page state.Page[T], err error) {

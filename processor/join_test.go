@@ -359,7 +359,7 @@ func TestNegativeDurationIsKept(t *testing.T) {
 	if m.DurationSeconds == nil || *m.DurationSeconds != -2 || m.Status != schemas.StatusCompleted {
 		t.Fatalf("duration %v status %q, want -2 completed", m.DurationSeconds, m.Status)
 	}
-	page, err := s.Events(state.EventQuery{SlowerThan: time.Nanosecond})
+	page, err := s.Events(context.Background(), state.EventQuery{SlowerThan: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

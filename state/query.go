@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,6 +22,13 @@ const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
 )
+
+// DefaultMaxScanKeys bounds the keys one list query examines (Options.MaxScanKeys). A filter that keeps
+// few of them (status=timed_out walks every failed metric, slower_than
+// every duration above the bound) would otherwise walk a whole index in one
+// request: past the bound the page ends early, with fewer items than the
+// limit and a cursor to continue from the last key examined.
+const DefaultMaxScanKeys = 100_000
 
 // ErrBadCursor is returned by the list queries when the cursor was not made
 // by a previous page of this store.
@@ -113,8 +121,9 @@ func (s *Store) NetworkOp(taskID, opID string) (schemas.NetworkMetric, bool, err
 	return m, found, err
 }
 
-// Events lists event metrics.
-func (s *Store) Events(q EventQuery) (Page[schemas.EventMetric], error) {
+// Events lists event metrics. It stops with ctx's error when ctx ends
+// during the scan.
+func (s *Store) Events(ctx context.Context, q EventQuery) (Page[schemas.EventMetric], error) {
 	parts := s.Owned(Events)
 	var spans []span
 	load := func(txn *badger.Txn, k, v []byte) (schemas.EventMetric, bool, error) {
@@ -154,11 +163,11 @@ func (s *Store) Events(q EventQuery) (Page[schemas.EventMetric], error) {
 		}
 	}
 	keep := func(m schemas.EventMetric) bool { return q.Status == "" || m.Status == q.Status }
-	return scanPage(s, spans, q.Cursor, q.Limit, load, keep)
+	return scanPage(ctx, s, spans, q.Cursor, q.Limit, load, keep)
 }
 
-// NetworkOps lists network metrics.
-func (s *Store) NetworkOps(q NetworkQuery) (Page[schemas.NetworkMetric], error) {
+// NetworkOps lists network metrics like Events.
+func (s *Store) NetworkOps(ctx context.Context, q NetworkQuery) (Page[schemas.NetworkMetric], error) {
 	parts := s.Owned(Network)
 	var spans []span
 	load := func(txn *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
@@ -198,7 +207,7 @@ func (s *Store) NetworkOps(q NetworkQuery) (Page[schemas.NetworkMetric], error) 
 		}
 	}
 	keep := func(m schemas.NetworkMetric) bool { return q.Status == "" || m.Status == q.Status }
-	return scanPage(s, spans, q.Cursor, q.Limit, load, keep)
+	return scanPage(ctx, s, spans, q.Cursor, q.Limit, load, keep)
 }
 
 // RetryStats sums the retry statistics of the owned event partitions. It
@@ -268,7 +277,7 @@ func getFinished[T any](txn *badger.Txn, tag [2]byte, partPrefix, id []byte) (T,
 	return m, true, item.Value(func(v []byte) error { return decodeValue(k, v, &m) })
 }
 
-func scanPage[T any](s *Store, spans []span, cursor string, limit int,
+func scanPage[T any](ctx context.Context, s *Store, spans []span, cursor string, limit int,
 	load func(txn *badger.Txn, k, v []byte) (T, bool, error), keep func(T) bool) (Page[T], error) {
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -286,6 +295,7 @@ func scanPage[T any](s *Store, spans []span, cursor string, limit int,
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()
 		var last []byte
+		examined := 0
 		for _, sp := range spans {
 			start := sp.start
 			if after != nil {
@@ -306,6 +316,17 @@ func scanPage[T any](s *Store, spans []span, cursor string, limit int,
 					page.Next = base64.RawURLEncoding.EncodeToString(last)
 					return nil
 				}
+				if examined++; examined%1024 == 1 {
+					if err := ctx.Err(); err != nil {
+						return fmt.Errorf("cannot finish the list query: %w", err)
+					}
+				}
+				if examined > s.maxScanKeys() {
+					// Continue after the last key examined, kept or not.
+					page.Next = base64.RawURLEncoding.EncodeToString(last)
+					return nil
+				}
+				last = item.KeyCopy(last[:0])
 				var m T
 				var ok bool
 				err := item.Value(func(v []byte) error {
@@ -318,7 +339,6 @@ func scanPage[T any](s *Store, spans []span, cursor string, limit int,
 				}
 				if ok && keep(m) {
 					page.Items = append(page.Items, m)
-					last = item.KeyCopy(nil)
 				}
 			}
 		}
@@ -380,4 +400,11 @@ func (s *Store) CountFinished(st Stream) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+func (s *Store) maxScanKeys() int {
+	if s.opts.MaxScanKeys > 0 {
+		return s.opts.MaxScanKeys
+	}
+	return DefaultMaxScanKeys
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// Changelog, when set, receives every committed change of every unit,
 	// so that a unit's state can be rebuilt on another instance.
 	Changelog Changelog
+	// MaxScanKeys bounds the keys one list query examines before it ends
+	// its page early with a cursor. Default DefaultMaxScanKeys.
+	MaxScanKeys int
 	// Logger receives Badger's warnings and errors. Nil discards them.
 	Logger *slog.Logger
 	// MaxCachedOpen is how many open entries per owned unit are kept

@@ -133,7 +133,7 @@ func eventIDs(t *testing.T, s *state.Store, q state.EventQuery) []string {
 	t.Helper()
 	ids := []string{}
 	for {
-		page, err := s.Events(q)
+		page, err := s.Events(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func netIDs(t *testing.T, s *state.Store, q state.NetworkQuery) []string {
 	t.Helper()
 	ids := []string{}
 	for {
-		page, err := s.NetworkOps(q)
+		page, err := s.NetworkOps(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -694,12 +694,12 @@ func TestCursor(t *testing.T) {
 	putPending(t, s, ev0, "d")
 
 	for _, cursor := range []string{"!!!", "AAAA", "a b", "=="} {
-		_, err := s.Events(state.EventQuery{Cursor: cursor})
+		_, err := s.Events(context.Background(), state.EventQuery{Cursor: cursor})
 		want := fmt.Sprintf("cannot continue from cursor %q: invalid cursor", cursor)
 		if !errors.Is(err, state.ErrBadCursor) || err.Error() != want {
 			t.Errorf("Events(cursor %q) = %v, want %q", cursor, err, want)
 		}
-		_, err = s.NetworkOps(state.NetworkQuery{Cursor: cursor})
+		_, err = s.NetworkOps(context.Background(), state.NetworkQuery{Cursor: cursor})
 		if !errors.Is(err, state.ErrBadCursor) {
 			t.Errorf("NetworkOps(cursor %q) = %v, want ErrBadCursor", cursor, err)
 		}
@@ -709,7 +709,7 @@ func TestCursor(t *testing.T) {
 	var got []string
 	q := state.EventQuery{Limit: 1}
 	for range 10 {
-		page, err := s.Events(q)
+		page, err := s.Events(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -725,13 +725,13 @@ func TestCursor(t *testing.T) {
 	wantIDs(t, "pages of one", got, "a", "c", "b", "d")
 
 	// A well-formed cursor past every key gives an empty last page.
-	page, err := s.Events(state.EventQuery{Cursor: base64.RawURLEncoding.EncodeToString([]byte("\xff\xff\xff\xff\xff\xff\xff"))})
+	page, err := s.Events(context.Background(), state.EventQuery{Cursor: base64.RawURLEncoding.EncodeToString([]byte("\xff\xff\xff\xff\xff\xff\xff"))})
 	if err != nil || len(page.Items) != 0 || page.Next != "" {
 		t.Errorf("cursor past the end: %d items, next %q, %v", len(page.Items), page.Next, err)
 	}
 	// Limits: 0 means DefaultLimit, above MaxLimit is MaxLimit.
 	for _, limit := range []int{0, -1, state.MaxLimit + 1} {
-		if page, err := s.Events(state.EventQuery{Limit: limit}); err != nil || len(page.Items) != 4 || page.Next != "" {
+		if page, err := s.Events(context.Background(), state.EventQuery{Limit: limit}); err != nil || len(page.Items) != 4 || page.Next != "" {
 			t.Errorf("limit %d: %d items, next %q, %v", limit, len(page.Items), page.Next, err)
 		}
 	}
@@ -752,7 +752,7 @@ func TestNetworkIDsWithNUL(t *testing.T) {
 	if n := s.OpenTasks(state.Network); n != 5 {
 		t.Errorf("open operations %d, want 5", n)
 	}
-	page, err := s.NetworkOps(state.NetworkQuery{Status: schemas.StatusPending})
+	page, err := s.NetworkOps(context.Background(), state.NetworkQuery{Status: schemas.StatusPending})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -772,5 +772,64 @@ func TestNetworkIDsWithNUL(t *testing.T) {
 	m, found, err := s.NetworkOp("a\x00b", "")
 	if err != nil || !found || m.Status != schemas.StatusCompleted {
 		t.Errorf("NetworkOp(a\\x00b) = %+v, %v, %v; want the finished metric", m, found, err)
+	}
+}
+
+// TestListScanIsBounded: a filter that keeps few keys ends its page after
+// MaxScanKeys examined keys, with a cursor that continues exactly there, and
+// a request whose context ended stops the scan with the context's error.
+func TestListScanIsBounded(t *testing.T) {
+	s := open(t, state.Options{MaxScanKeys: 50}, ev0)
+	var ms []schemas.EventMetric
+	var want []string
+	for i := range 300 {
+		m := evMetric(fmt.Sprintf("task-%03d", i), 0, 1, "", 0)
+		if i%10 == 3 {
+			m = evMetric(fmt.Sprintf("task-%03d", i), 0, 1, "boom", 0)
+			m.Status = schemas.StatusTimedOut
+			want = append(want, m.TaskID)
+		} else if i%10 == 5 {
+			m = evMetric(fmt.Sprintf("task-%03d", i), 0, 1, "boom", 0)
+		}
+		ms = append(ms, m)
+	}
+	finish(t, s, ev0, ms...)
+	q := state.EventQuery{Status: schemas.StatusTimedOut, Limit: state.MaxLimit}
+	pages := 0
+	var got []string
+	for {
+		page, err := s.Events(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range page.Items {
+			got = append(got, m.TaskID)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("timed out ids %v, want %v", got, want)
+	}
+	// 60 failed-index keys (30 timed out, 30 failed), 50 per page.
+	if pages != 2 {
+		t.Errorf("%d pages, want 2", pages)
+	}
+	if ids := eventIDs(t, s, state.EventQuery{Limit: 7}); len(ids) != 300 {
+		t.Errorf("unfiltered list: %d ids, want 300", len(ids))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	big := open(t, state.Options{}, ev0)
+	var many []schemas.EventMetric
+	for i := range 10 {
+		many = append(many, evMetric(fmt.Sprintf("t-%04d", i), 0, 1, "", 0))
+	}
+	finish(t, big, ev0, many...)
+	if _, err := big.Events(ctx, state.EventQuery{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled scan: error %v, want context.Canceled", err)
 	}
 }

@@ -136,7 +136,7 @@ func devCommand(ctx context.Context, args []string) error {
 		return errors.Join(runErr, stop())
 	}
 	elapsed := time.Since(started)
-	sum, err := summarize(a.store, *tasks)
+	sum, err := summarize(ctx, a.store, *tasks)
 	if err != nil {
 		return errors.Join(err, stop())
 	}
@@ -177,12 +177,12 @@ func waitFinished(ctx context.Context, store *state.Store, tasks, netOps int64) 
 }
 
 // summarize reads every finished event once.
-func summarize(store *state.Store, tasks int) (devSummary, error) {
+func summarize(ctx context.Context, store *state.Store, tasks int) (devSummary, error) {
 	sum := devSummary{Tasks: tasks}
 	var durations []float64
 	cursor := ""
 	for {
-		page, err := store.Events(state.EventQuery{Limit: state.MaxLimit, Cursor: cursor})
+		page, err := store.Events(ctx, state.EventQuery{Limit: state.MaxLimit, Cursor: cursor})
 		if err != nil {
 			return sum, err
 		}
