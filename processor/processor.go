@@ -112,9 +112,19 @@ func (p *Processor) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot join consumer group %q: %w", p.cfg.GroupID, err)
 	}
 	defer group.Close()
+	outer := ctx
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	describer := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Transport: tr, Timeout: 5 * time.Second}
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); outer.Err() == nil && errors.Is(cause, ErrDuplicateAdvertise) {
+				p.log.Error("stopping: the cluster view would be wrong", "err", cause)
+				return cause
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -144,6 +154,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		p.log.Info("joined consumer group", "group", p.cfg.GroupID, "generation", gen.ID, "member", gen.MemberID, "partitions", n)
 		p.readyOnce.Do(func() { close(p.ready) })
+		go func() {
+			if err := p.checkAdvertised(ctx, describer); err != nil {
+				stop(err)
+			}
+		}()
 	}
 }
 

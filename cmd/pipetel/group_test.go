@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/pipetel/pipetel/internal/testclock"
+	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/state"
 )
@@ -190,4 +193,47 @@ func TestConcurrentFirstStarts(t *testing.T) {
 		}
 		return sum == n, fmt.Sprintf("events_total over the instances %v", sum)
 	})
+}
+
+// TestDuplicateAdvertiseStops: two live instances of one group that
+// advertise the same HTTP address would make the cluster view take them for
+// one; an instance stops with ErrDuplicateAdvertise once the session timeout
+// rules out a restarted instance's old member. (The first to notice leaves
+// the group, which ends the conflict: the other may keep running.)
+func TestDuplicateAdvertiseStops(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, 2)
+	dirs := []string{t.TempDir(), t.TempDir()}
+	exited := make(chan error, 2)
+	for _, dir := range dirs {
+		cfg := testConfig(b, tt, dir)
+		cfg.Processor.AdvertiseHTTP = "pipetel-0.example:8080"
+		must(t, cfg.Validate())
+		a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		must(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			err := a.run(ctx)
+			if ctx.Err() == nil {
+				exited <- err
+			}
+			close(done)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+	}
+	select {
+	case err := <-exited:
+		if !errors.Is(err, processor.ErrDuplicateAdvertise) {
+			t.Fatalf("instance exited with %v, want ErrDuplicateAdvertise", err)
+		}
+		if !strings.Contains(err.Error(), `advertise "pipetel-0.example:8080"`) {
+			t.Errorf("error %q does not name the address", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("both instances still run 60s after they advertised one address")
+	}
 }
