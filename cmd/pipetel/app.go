@@ -131,6 +131,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	// Start order; runComponents stops them in reverse: the processor
 	// drains first, then deliveries, then HTTP.
 	a.comps = append(a.comps, component{"http", a.serveHTTP})
+	a.comps = append(a.comps, component{"state-gc", func(ctx context.Context) error { return store.RunGC(ctx, cfg.State.GCInterval) }})
 	for _, p := range pubs {
 		d, err := sinks.NewDelivery(p, store, dead, cfg.Sinks.Delivery, a.reg, log)
 		if err != nil {

@@ -43,6 +43,9 @@ type StateConfig struct {
 	// under half. Default 100000 (about 30 MB a partition); -1 turns the
 	// cache off.
 	MaxCachedOpen int `yaml:"max_cached_open"`
+	// GCInterval is how often value-log files that are mostly stale are
+	// rewritten to give their disk back. Default 5m.
+	GCInterval time.Duration `yaml:"gc_interval"`
 }
 
 // HTTPConfig is the listener for /metrics and the query API.
@@ -218,6 +221,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("%s: got %v, expected a duration > 0 (0: the default)", d.name, d.v)
 		}
+	}
+	if c.State.GCInterval < 0 {
+		return fmt.Errorf("state.gc_interval: got %v, expected a duration >= 0 (0: the default, 5m)", c.State.GCInterval)
 	}
 	if c.State.MaxCachedOpen < -1 {
 		return fmt.Errorf("state.max_cached_open: got %d, expected -1 (off) or 0 and up (0: the default, 100000)", c.State.MaxCachedOpen)
