@@ -87,9 +87,9 @@ func Open(opts Options) (*Store, error) {
 		opts.Retention = DefaultRetention
 	}
 	// Every value stays in the LSM tree (Badger's largest threshold): the
-	// aggregates (rewritten by every batch) and metrics with long errors
-	// would otherwise fill a value log that only grows, and in memory there
-	// is no value log at all.
+	// aggregate series (rewritten by each batch that touches them) and
+	// metrics with long errors would otherwise fill a value log that only
+	// grows, and in memory there is no value log at all.
 	valueThreshold := int64(1 << 20)
 	bo := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.Dir == "").
