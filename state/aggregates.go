@@ -19,7 +19,7 @@ var tagAggregates, tagNetAggregates = [2]byte{'a', 'g'}, [2]byte{'a', 'n'}
 
 // Aggregate kinds, the byte after tag + p.
 const (
-	aggMetaKind   = 'm' // → aggMeta: the histogram bounds
+	aggMetaKind   = 'm' // → aggMeta: bounds, distinct names, folded count
 	aggSeriesKind = 's' // + netID(name, status) → one series
 )
 
@@ -43,6 +43,12 @@ type Aggregates struct {
 	LatencyBounds  []float64        `json:"lb,omitempty"`
 	Events         []*EventSeries   `json:"e,omitempty"`
 	Network        []*NetworkSeries `json:"n,omitempty"`
+	// LabelValues is how many distinct event names (network: operations)
+	// have series of their own; Folded is how many finished metrics were
+	// counted under OtherLabelValue instead, because the unit already had
+	// MaxLabelValues names.
+	LabelValues uint64 `json:"lv,omitempty"`
+	Folded      uint64 `json:"fo,omitempty"`
 }
 
 // Histogram is a classic histogram: Counts[i] observations at most
@@ -90,7 +96,8 @@ type NetworkSeries struct {
 	Latency       Histogram `json:"l"`
 }
 
-// aggMeta is a unit's per-unit aggregate value. Gen counts the changes of
+// aggMeta is a unit's per-unit aggregate value. Names and Folded are the
+// label cap's (labelcap.go). Gen counts the changes of
 // Bounds: a series stored under another generation was observed with other
 // bucket bounds, so its histogram counts as empty (a counter reset to
 // Prometheus) while its counters go on. Keeping the generation in each
@@ -99,6 +106,8 @@ type NetworkSeries struct {
 type aggMeta struct {
 	Gen    uint64    `json:"g"`
 	Bounds []float64 `json:"b"`
+	Names  uint64    `json:"n"` // distinct names with series of their own
+	Folded uint64    `json:"f"` // metrics counted under OtherLabelValue
 }
 
 // storedEventSeries and storedNetworkSeries are a series as stored: with
@@ -118,6 +127,8 @@ type storedNetworkSeries struct {
 type aggBatch struct {
 	meta      aggMeta
 	metaDirty bool
+	names     map[string]bool // name → has series of its own, as read or added in this batch
+	newNames  []string        // names given series in this batch, in order
 	events    map[string]*storedEventSeries
 	network   map[string]*storedNetworkSeries
 	order     []string // keys of the touched series, in first-touch order
@@ -155,7 +166,7 @@ func (b *Batch) loadAggregates() error {
 	}
 	tag, p := aggregatesTag(b.unit.Stream), b.unit.Partition
 	bounds := b.s.bounds(b.unit.Stream)
-	a := &aggBatch{events: map[string]*storedEventSeries{}, network: map[string]*storedNetworkSeries{}}
+	a := &aggBatch{names: map[string]bool{}, events: map[string]*storedEventSeries{}, network: map[string]*storedNetworkSeries{}}
 	b.agg = a
 	found, err := b.get(aggMetaKey(tag, p), &a.meta)
 	if err != nil {
@@ -178,7 +189,7 @@ func (b *Batch) loadAggregates() error {
 
 // migrateAggregates splits the single aggregates value of earlier versions,
 // if the unit has one, into series keys, in the batch's transaction, and
-// deletes it.
+// deletes it. Its names keep their series whatever the cap.
 func (b *Batch) migrateAggregates() error {
 	tag, p := aggregatesTag(b.unit.Stream), b.unit.Partition
 	old := prefix(tag, p)
@@ -199,6 +210,7 @@ func (b *Batch) migrateAggregates() error {
 				a.order = append(a.order, string(k))
 			}
 			a.network[string(k)] = &storedNetworkSeries{NetworkSeries: *s, Gen: a.meta.Gen}
+			b.addName(s.Operation)
 		}
 	} else {
 		reset := !slices.Equal(legacy.DurationBounds, a.meta.Bounds)
@@ -211,6 +223,7 @@ func (b *Batch) migrateAggregates() error {
 				a.order = append(a.order, string(k))
 			}
 			a.events[string(k)] = &storedEventSeries{EventSeries: *s, Gen: a.meta.Gen}
+			b.addName(s.EventName)
 		}
 	}
 	return b.del(old)
@@ -264,7 +277,11 @@ func (b *Batch) aggregateEvent(m schemas.EventMetric) error {
 	if err := b.loadAggregates(); err != nil {
 		return err
 	}
-	s, err := b.eventSeries(m.EventName, string(m.Status))
+	name, err := b.labelFor(m.EventName)
+	if err != nil {
+		return err
+	}
+	s, err := b.eventSeries(name, string(m.Status))
 	if err != nil {
 		return err
 	}
@@ -280,7 +297,11 @@ func (b *Batch) aggregateNetwork(m schemas.NetworkMetric) error {
 	if err := b.loadAggregates(); err != nil {
 		return err
 	}
-	s, err := b.networkSeries(m.Operation, string(m.Status))
+	op, err := b.labelFor(m.Operation)
+	if err != nil {
+		return err
+	}
+	s, err := b.networkSeries(op, string(m.Status))
 	if err != nil {
 		return err
 	}
@@ -293,14 +314,19 @@ func (b *Batch) aggregateNetwork(m schemas.NetworkMetric) error {
 	return nil
 }
 
-// flushAggregates writes the series the batch touched and the metadata if
-// it changed; nothing else of the unit's aggregates.
+// flushAggregates writes the series the batch touched, the names it added
+// and the metadata if it changed; nothing else of the unit's aggregates.
 func (b *Batch) flushAggregates() error {
 	a := b.agg
 	if a == nil {
 		return nil
 	}
 	tag, p := aggregatesTag(b.unit.Stream), b.unit.Partition
+	for _, name := range a.newNames {
+		if err := b.set(aggNameKey(tag, p, name), nil); err != nil {
+			return err
+		}
+	}
 	for _, k := range a.order {
 		var err error
 		if s, ok := a.events[k]; ok {
@@ -365,6 +391,7 @@ func (s *Store) unitAggregates(txn *badger.Txn, u Unit) (Aggregates, bool, error
 		}
 		return a, found, err
 	}
+	a.LabelValues, a.Folded = meta.Names, meta.Folded
 	if u.Stream == Network {
 		a.DurationBounds, a.LatencyBounds = s.durationBounds, meta.Bounds
 	} else {

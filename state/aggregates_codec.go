@@ -49,7 +49,8 @@ func appendAggMeta(b []byte, m aggMeta) []byte {
 	for _, f := range m.Bounds {
 		b = appendFloat(b, f)
 	}
-	return b
+	b = binary.AppendUvarint(b, m.Names)
+	return binary.AppendUvarint(b, m.Folded)
 }
 
 // noFlags reads the flags varint of a value that defines none: set flags
@@ -114,5 +115,6 @@ func (r *reader) aggMeta() (aggMeta, error) {
 			m.Bounds[i] = r.float("bound")
 		}
 	}
+	m.Names, m.Folded = r.uvarint("label values"), r.uvarint("folded")
 	return m, r.err
 }

@@ -100,6 +100,7 @@ func TestAggregatesWriteOnlyTouchedSeries(t *testing.T) {
 	}
 	finishEvents(t, s, u, first...)
 	wantChanges(t, "first batch", aggChanges(log.batches[len(log.batches)-1]),
+		"set n name0", "set n name1", "set n name2", "set n name3", "set n name4",
 		"set s name0/completed", "set s name1/completed", "set s name2/completed", "set s name3/completed", "set s name4/completed", "set m")
 
 	finishEvents(t, s, u, event("u", "name2", schemas.StatusCompleted, 3, 2))
@@ -174,10 +175,10 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 			wantBefore: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.5],"e":[` +
 				`{"n":"load","s":"completed","c":2,"r":1,"d":{"c":[1,1,0],"s":3.5}},` +
 				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}]}]`,
-			wantChanges: []string{"del -", "set s load/completed", "set s save/failed", "set m"},
+			wantChanges: []string{"del -", "set n load", "set n save", "set s load/completed", "set s save/failed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 				`{"n":"load","s":"completed","c":3,"r":3,"d":{"c":[2,1,0],"s":4}},` +
-				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}]}]`,
+				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}],"lv":2}]`,
 		},
 		{
 			name: "events with changed bounds", unit: Unit{Events, 1}, bounds: []float64{2}, legacy: legacyEvents,
@@ -185,10 +186,10 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 			wantBefore: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.5],"e":[` +
 				`{"n":"load","s":"completed","c":2,"r":1,"d":{"c":[1,1,0],"s":3.5}},` +
 				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}]}]`,
-			wantChanges: []string{"del -", "set s load/completed", "set s save/failed", "set m"},
+			wantChanges: []string{"del -", "set n load", "set n save", "set s load/completed", "set s save/failed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":101,"Partition":1},"db":[2],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 				`{"n":"load","s":"completed","c":3,"r":3,"d":{"c":[1,0],"s":0.5}},` +
-				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":null,"s":0}}]}]`,
+				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":null,"s":0}}],"lv":2}]`,
 		},
 		{
 			name: "network", unit: Unit{Network, 1}, bounds: []float64{0.5}, legacy: legacyNetwork,
@@ -197,10 +198,10 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 			},
 			wantBefore: `[{"Unit":{"Stream":110,"Partition":1},"db":[1,5],"lb":[0.5],"n":[` +
 				`{"o":"query","s":"completed","c":2,"bs":10,"br":20,"l":{"c":[1,1],"s":0.9}}]}]`,
-			wantChanges: []string{"del -", "set s query/completed", "set s scan/completed", "set m"},
+			wantChanges: []string{"del -", "set n query", "set n scan", "set s query/completed", "set s scan/completed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":110,"Partition":1},"db":[0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300],"lb":[0.5],"n":[` +
 				`{"o":"query","s":"completed","c":2,"bs":10,"br":20,"l":{"c":[1,1],"s":0.9}},` +
-				`{"o":"scan","s":"completed","c":1,"bs":1,"br":0,"l":{"c":[1,0],"s":0.5}}]}]`,
+				`{"o":"scan","s":"completed","c":1,"bs":1,"br":0,"l":{"c":[1,0],"s":0.5}}],"lv":2}]`,
 		},
 	}
 	for _, tc := range tests {
@@ -264,7 +265,7 @@ func TestAggregatesBoundsChange(t *testing.T) {
 	defer s.Close()
 	before := `[{"Unit":{"Stream":101,"Partition":0},"db":[1],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 		`{"n":"a","s":"completed","c":1,"r":0,"d":{"c":[1,0],"s":0.5}},` +
-		`{"n":"b","s":"completed","c":1,"r":0,"d":{"c":[0,1],"s":3}}]}]`
+		`{"n":"b","s":"completed","c":1,"r":0,"d":{"c":[0,1],"s":3}}],"lv":2}]`
 	if got := aggregatesJSON(t, s); got != before {
 		t.Errorf("before a batch under the new bounds:\n%s\nwant:\n%s", got, before)
 	}
@@ -272,7 +273,7 @@ func TestAggregatesBoundsChange(t *testing.T) {
 	wantChanges(t, "first batch under the new bounds", aggChanges(log.batches[len(log.batches)-1]), "set s a/completed", "set m")
 	after := `[{"Unit":{"Stream":101,"Partition":0},"db":[1,5],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 		`{"n":"a","s":"completed","c":2,"r":0,"d":{"c":[0,1,0],"s":2}},` +
-		`{"n":"b","s":"completed","c":1,"r":0,"d":{"c":null,"s":0}}]}]`
+		`{"n":"b","s":"completed","c":1,"r":0,"d":{"c":null,"s":0}}],"lv":2}]`
 	if got := aggregatesJSON(t, s); got != after {
 		t.Errorf("after a batch under the new bounds:\n%s\nwant:\n%s", got, after)
 	}

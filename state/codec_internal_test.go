@@ -38,7 +38,7 @@ func codecSamples() []any {
 		storedNetworkSeries{NetworkSeries: NetworkSeries{Operation: "query", Status: "failed", Count: 1, BytesSent: 1 << 40, BytesReceived: math.MaxUint64,
 			Latency: Histogram{Counts: []uint64{0, 1}, Sum: 0.25}}, Gen: math.MaxUint64},
 		aggMeta{},
-		aggMeta{Gen: 2, Bounds: []float64{0.005, 1, 300}},
+		aggMeta{Gen: 2, Bounds: []float64{0.005, 1, 300}, Names: 1000, Folded: math.MaxUint64},
 	}
 }
 

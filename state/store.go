@@ -56,6 +56,11 @@ type Options struct {
 	// turns the cache off). A unit with more reads them from Badger until
 	// it is back under half this.
 	MaxCachedOpen int
+	// MaxLabelValues caps the distinct event names (network: operations)
+	// with series of their own in each unit's aggregates; the metrics of
+	// later names are counted under OtherLabelValue. DefaultMaxLabelValues
+	// when 0 or less.
+	MaxLabelValues int
 }
 
 // Store is the Badger-backed state of every unit this instance holds.
