@@ -384,11 +384,19 @@ func (s *Store) unitAggregates(txn *badger.Txn, u Unit) (Aggregates, bool, error
 	}
 	if !found {
 		found, err := getValue(txn, prefix(tag, u.Partition), &a)
+		names := map[string]bool{}
 		if u.Stream == Events {
 			a.Network = nil
+			for _, e := range a.Events {
+				names[e.EventName] = true
+			}
 		} else {
 			a.Events = nil
+			for _, n := range a.Network {
+				names[n.Operation] = true
+			}
 		}
+		a.LabelValues = uint64(len(names)) // what the migration will count
 		return a, found, err
 	}
 	a.LabelValues, a.Folded = meta.Names, meta.Folded

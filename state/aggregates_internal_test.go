@@ -174,7 +174,7 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 			finish: func(b *Batch) error { return b.FinishEvent(event("t", "load", schemas.StatusCompleted, 0.5, 2)) },
 			wantBefore: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.5],"e":[` +
 				`{"n":"load","s":"completed","c":2,"r":1,"d":{"c":[1,1,0],"s":3.5}},` +
-				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}]}]`,
+				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}],"lv":2}]`,
 			wantChanges: []string{"del -", "set n load", "set n save", "set s load/completed", "set s save/failed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 				`{"n":"load","s":"completed","c":3,"r":3,"d":{"c":[2,1,0],"s":4}},` +
@@ -185,7 +185,7 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 			finish: func(b *Batch) error { return b.FinishEvent(event("t", "load", schemas.StatusCompleted, 0.5, 2)) },
 			wantBefore: `[{"Unit":{"Stream":101,"Partition":1},"db":[1,5],"lb":[0.5],"e":[` +
 				`{"n":"load","s":"completed","c":2,"r":1,"d":{"c":[1,1,0],"s":3.5}},` +
-				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}]}]`,
+				`{"n":"save","s":"failed","c":1,"r":0,"d":{"c":[0,0,1],"s":9}}],"lv":2}]`,
 			wantChanges: []string{"del -", "set n load", "set n save", "set s load/completed", "set s save/failed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":101,"Partition":1},"db":[2],"lb":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30],"e":[` +
 				`{"n":"load","s":"completed","c":3,"r":3,"d":{"c":[1,0],"s":0.5}},` +
@@ -197,7 +197,7 @@ func TestAggregatesMigrateLegacyValue(t *testing.T) {
 				return b.FinishNetwork(schemas.NetworkMetric{TaskID: "t", Operation: "scan", StartTime: &aggTestStart, LatencySeconds: &d, Status: schemas.StatusCompleted, BytesSent: 1})
 			},
 			wantBefore: `[{"Unit":{"Stream":110,"Partition":1},"db":[1,5],"lb":[0.5],"n":[` +
-				`{"o":"query","s":"completed","c":2,"bs":10,"br":20,"l":{"c":[1,1],"s":0.9}}]}]`,
+				`{"o":"query","s":"completed","c":2,"bs":10,"br":20,"l":{"c":[1,1],"s":0.9}}],"lv":1}]`,
 			wantChanges: []string{"del -", "set n query", "set n scan", "set s query/completed", "set s scan/completed", "set m"},
 			wantAfter: `[{"Unit":{"Stream":110,"Partition":1},"db":[0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300],"lb":[0.5],"n":[` +
 				`{"o":"query","s":"completed","c":2,"bs":10,"br":20,"l":{"c":[1,1],"s":0.9}},` +
