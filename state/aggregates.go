@@ -167,14 +167,15 @@ func (b *Batch) loadAggregates() error {
 	tag, p := aggregatesTag(b.unit.Stream), b.unit.Partition
 	bounds := b.s.bounds(b.unit.Stream)
 	a := &aggBatch{names: map[string]bool{}, events: map[string]*storedEventSeries{}, network: map[string]*storedNetworkSeries{}}
-	b.agg = a
 	found, err := b.get(aggMetaKey(tag, p), &a.meta)
 	if err != nil {
 		return err
 	}
+	b.agg = a // migrateAggregates fills it
 	if !found {
 		a.meta, a.metaDirty = aggMeta{Bounds: bounds}, true
 		if err := b.migrateAggregates(); err != nil {
+			b.agg = nil
 			return err
 		}
 	}
