@@ -121,6 +121,10 @@ func (c GrafanaCloudConfig) String() string {
 // Prometheus remote write every PushInterval (Run) and on demand (Push).
 // With WithGatherer it pushes the series of the given gatherer instead (in
 // pipetel, the state-backed aggregates) and ignores what it is given.
+// The in-memory series give at most WithMaxLabelValues event names, and
+// operations, series of their own; later names share "other" (counted in
+// pipetel_publish_folded_label_values_total), so a push never carries an
+// unbounded number of series.
 //
 // PublishEvents and PublishNetwork only update the aggregation and never
 // fail; a push that fails is retried inside the push on 429, 5xx and network
@@ -156,7 +160,7 @@ func NewGrafanaCloud(cfg GrafanaCloudConfig, opts ...Option) (*GrafanaCloud, err
 	if gather == nil {
 		reg := prometheus.NewRegistry()
 		var err error
-		if agg, err = NewPrometheus(reg, cfg.Metrics); err != nil {
+		if agg, err = newPrometheus(reg, cfg.Metrics, o.maxLabelValues, "grafanacloud"); err != nil {
 			return nil, fmt.Errorf("cannot create grafanacloud aggregation: %w", err)
 		}
 		gather = reg
@@ -164,7 +168,11 @@ func NewGrafanaCloud(cfg GrafanaCloudConfig, opts ...Option) (*GrafanaCloud, err
 	var m *pushMetrics
 	if o.reg != nil {
 		var err error
-		if m, err = newPushMetrics(o.reg, "grafanacloud"); err != nil {
+		var own []prometheus.Collector
+		if agg != nil {
+			own = append(own, agg.folded)
+		}
+		if m, err = newPushMetrics(o.reg, "grafanacloud", own...); err != nil {
 			return nil, fmt.Errorf("cannot register grafanacloud metrics: %w", err)
 		}
 	}
@@ -350,7 +358,9 @@ type pushMetrics struct {
 	series, lastSuccess prometheus.Gauge
 }
 
-func newPushMetrics(reg prometheus.Registerer, publisher string) (*pushMetrics, error) {
+// newPushMetrics registers the push metrics and the publisher's other own
+// collectors on reg.
+func newPushMetrics(reg prometheus.Registerer, publisher string, own ...prometheus.Collector) (*pushMetrics, error) {
 	labels := prometheus.Labels{"publisher": publisher}
 	m := &pushMetrics{
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
@@ -366,7 +376,7 @@ func newPushMetrics(reg prometheus.Registerer, publisher string) (*pushMetrics, 
 			Name: "pipetel_push_last_success_timestamp_seconds", Help: "Unix time of the last successful push; 0 before the first.", ConstLabels: labels,
 		}),
 	}
-	cs := []prometheus.Collector{m.sent, m.failed, m.series, m.lastSuccess}
+	cs := append([]prometheus.Collector{m.sent, m.failed, m.series, m.lastSuccess}, own...)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

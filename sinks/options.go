@@ -21,6 +21,8 @@ type options struct {
 	logger    *slog.Logger
 	gatherer  prometheus.Gatherer
 	reg       prometheus.Registerer
+
+	maxLabelValues int
 }
 
 func newOptions(opts []Option) options {
@@ -79,9 +81,25 @@ func WithGatherer(g prometheus.Gatherer) Option {
 // label publisher="grafanacloud": pipetel_push_sent_total (pushes that every
 // request of succeeded), pipetel_push_failed_total (pushes that failed after
 // their retries), pipetel_push_series (series in the last push) and
-// pipetel_push_last_success_timestamp_seconds. Default: none registered.
+// pipetel_push_last_success_timestamp_seconds, and, for its in-memory
+// series, pipetel_publish_folded_label_values_total (see
+// WithMaxLabelValues). The Prometheus publisher registers the latter there
+// too. Default: none registered.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
+}
+
+// WithMaxLabelValues caps the distinct event_name, and separately operation,
+// label values of a publisher's in-memory series (Prometheus in process mode,
+// Grafana Cloud without WithGatherer) at n for the life of the process: the
+// metrics of later names are counted under OtherLabelValue and in
+// pipetel_publish_folded_label_values_total{publisher} (on WithRegisterer's
+// registry), so that no stream of names grows the series without bound.
+// Default (and n <= 0) DefaultMaxLabelValues; pipetel passes
+// state.max_label_values, the cap the state-backed series have per
+// partition.
+func WithMaxLabelValues(n int) Option {
+	return func(o *options) { o.maxLabelValues = n }
 }
 
 // backoff is exponential backoff with jitter, bounded by attempts.

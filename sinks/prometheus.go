@@ -35,6 +35,15 @@ const DefaultMaxHosts = 100
 // distinct ones.
 const OtherHost = "other"
 
+// DefaultMaxLabelValues is how many distinct event_name (and, separately,
+// operation) label values the in-memory series take when
+// WithMaxLabelValues is not given: the state store's default.
+const DefaultMaxLabelValues = state.DefaultMaxLabelValues
+
+// OtherLabelValue is the event_name (operation) of the metrics of names seen
+// after the cap; a metric really named "other" shares its series.
+const OtherLabelValue = state.OtherLabelValue
+
 // nativeBucketFactor is the native histograms' growth factor between buckets
 // (about 7% relative error); nativeMaxBuckets and nativeMinReset bound their
 // memory: past 160 buckets the histogram resets, at most once an hour, and
@@ -117,7 +126,11 @@ func (c PrometheusConfig) withDefaults() PrometheusConfig {
 //	network_bytes_total{operation,direction}        counter, direction = sent | received
 //	network_latency_seconds{operation}              histogram
 //
-// with a host label on the network metrics when HostLabel is on.
+// with a host label on the network metrics when HostLabel is on. At most
+// WithMaxLabelValues distinct event names, and operations, get series of
+// their own (for the life of the process); the metrics of later names are
+// counted under OtherLabelValue and in
+// pipetel_publish_folded_label_values_total.
 //
 // Events and operations without a duration (timed_out and orphan metrics,
 // whose DurationSeconds or LatencySeconds is nil) are counted in
@@ -136,15 +149,41 @@ type Prometheus struct {
 	netBytes      *prometheus.CounterVec
 	netLatency    *prometheus.HistogramVec
 
-	mu    sync.Mutex
-	hosts map[string]struct{} // host label values given out so far
+	mu        sync.Mutex
+	hosts     map[string]struct{} // host label values given out so far
+	names     map[string]struct{} // event_name label values given out so far
+	ops       map[string]struct{} // operation label values given out so far
+	maxLabels int
+	folded    prometheus.Counter // registered by the owner (WithRegisterer)
 }
 
 // NewPrometheus registers the publisher's metrics on reg, which must not be
-// nil (pipetel never uses the global registry).
-func NewPrometheus(reg prometheus.Registerer, cfg PrometheusConfig) (*Prometheus, error) {
+// nil (pipetel never uses the global registry). Options: WithMaxLabelValues,
+// and WithRegisterer for its own pipetel_publish_folded_label_values_total
+// (not registered without it).
+func NewPrometheus(reg prometheus.Registerer, cfg PrometheusConfig, opts ...Option) (*Prometheus, error) {
+	o := newOptions(opts)
+	p, err := newPrometheus(reg, cfg, o.maxLabelValues, "prometheus")
+	if err != nil {
+		return nil, err
+	}
+	if o.reg != nil {
+		if err := o.reg.Register(p.folded); err != nil {
+			p.unregister(reg)
+			return nil, fmt.Errorf("cannot register prometheus publisher's metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// newPrometheus is NewPrometheus for publisher, whose own folded counter the
+// caller registers.
+func newPrometheus(reg prometheus.Registerer, cfg PrometheusConfig, maxLabels int, publisher string) (*Prometheus, error) {
 	if reg == nil {
 		return nil, errors.New("cannot create prometheus publisher: nil registerer")
+	}
+	if maxLabels <= 0 {
+		maxLabels = DefaultMaxLabelValues
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -191,19 +230,36 @@ func NewPrometheus(reg prometheus.Registerer, cfg PrometheusConfig) (*Prometheus
 		netLatency: histogram("network_latency_seconds",
 			"Latency of finished network operations that have both a start and an end.",
 			cfg.LatencyBuckets, netLabels("operation")...),
-		hosts: make(map[string]struct{}),
+		hosts:     make(map[string]struct{}),
+		names:     make(map[string]struct{}),
+		ops:       make(map[string]struct{}),
+		maxLabels: maxLabels,
+		folded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "pipetel_publish_folded_label_values_total",
+			Help:        `Finished metrics whose event_name or operation the publisher's in-memory series counted under "other", past its cap of distinct values.`,
+			ConstLabels: prometheus.Labels{"publisher": publisher},
+		}),
 	}
 
-	collectors := []prometheus.Collector{p.eventsTotal, p.eventDuration, p.eventRetries, p.netOps, p.netBytes, p.netLatency}
-	for i, c := range collectors {
+	for i, c := range p.collectors() {
 		if err := reg.Register(c); err != nil {
-			for _, done := range collectors[:i] {
+			for _, done := range p.collectors()[:i] {
 				reg.Unregister(done)
 			}
 			return nil, fmt.Errorf("cannot register prometheus publisher's metrics: %w", err)
 		}
 	}
 	return p, nil
+}
+
+func (p *Prometheus) collectors() []prometheus.Collector {
+	return []prometheus.Collector{p.eventsTotal, p.eventDuration, p.eventRetries, p.netOps, p.netBytes, p.netLatency}
+}
+
+func (p *Prometheus) unregister(reg prometheus.Registerer) {
+	for _, c := range p.collectors() {
+		reg.Unregister(c)
+	}
 }
 
 // Name returns "prometheus".
@@ -232,7 +288,7 @@ func (p *Prometheus) PublishNetwork(ctx context.Context, metrics []schemas.Netwo
 func (p *Prometheus) addEvents(metrics []schemas.EventMetric) {
 	for i := range metrics {
 		m := &metrics[i]
-		name, status := labelValue(m.EventName), labelValue(string(m.Status))
+		name, status := p.capped(p.names, labelValue(m.EventName)), labelValue(string(m.Status))
 		p.eventsTotal.WithLabelValues(name, status).Inc()
 		// Add even 0 so that every event name has a retries series.
 		p.eventRetries.WithLabelValues(name).Add(float64(max(m.RetryCount, 0)))
@@ -250,7 +306,7 @@ func (p *Prometheus) addNetwork(metrics []schemas.NetworkMetric) {
 			host = []string{p.hostLabel(labelValue(m.Host))}
 		}
 		labels := func(values ...string) []string { return append(values, host...) }
-		op := labelValue(m.Operation)
+		op := p.capped(p.ops, labelValue(m.Operation))
 		p.netOps.WithLabelValues(labels(op, labelValue(string(m.Status)))...).Inc()
 		p.netBytes.WithLabelValues(labels(op, "sent")...).Add(float64(max(m.BytesSent, 0)))
 		p.netBytes.WithLabelValues(labels(op, "received")...).Add(float64(max(m.BytesReceived, 0)))
@@ -273,6 +329,22 @@ func (p *Prometheus) hostLabel(host string) string {
 	}
 	p.hosts[host] = struct{}{}
 	return host
+}
+
+// capped returns v while it is one of the first maxLabels values of seen,
+// and OtherLabelValue, counted as folded, for every later one.
+func (p *Prometheus) capped(seen map[string]struct{}, v string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := seen[v]; ok {
+		return v
+	}
+	if len(seen) >= p.maxLabels {
+		p.folded.Inc()
+		return OtherLabelValue
+	}
+	seen[v] = struct{}{}
+	return v
 }
 
 // labelValue makes s a valid label value: WithLabelValues panics on invalid

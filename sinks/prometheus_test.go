@@ -283,3 +283,64 @@ func TestPrometheusInvalidUTF8(t *testing.T) {
 		t.Errorf("network_operations_total = %v, want 1", got)
 	}
 }
+
+// TestPrometheusLabelCap: past WithMaxLabelValues distinct event names (and,
+// separately, operations) later names share "other", counted as folded on
+// the registerer given.
+func TestPrometheusLabelCap(t *testing.T) {
+	reg, own := prometheus.NewRegistry(), prometheus.NewRegistry()
+	p, err := NewPrometheus(reg, PrometheusConfig{}, WithMaxLabelValues(2), WithRegisterer(own))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var events []schemas.EventMetric
+	for _, name := range []string{"a", "b", "c", "a", "d"} {
+		events = append(events, schemas.EventMetric{EventName: name, Status: schemas.StatusCompleted, RetryCount: 1})
+	}
+	var ops []schemas.NetworkMetric
+	for _, op := range []string{"q", "r", "s", "q"} {
+		ops = append(ops, schemas.NetworkMetric{Operation: op, Status: schemas.StatusCompleted})
+	}
+	if err := p.PublishEvents(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishNetwork(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP event_retries_total Retries of finished pipeline events (the sum of their retry counts).
+# TYPE event_retries_total counter
+event_retries_total{event_name="a"} 2
+event_retries_total{event_name="b"} 1
+event_retries_total{event_name="other"} 2
+# HELP events_total Finished pipeline events, by event name and final status.
+# TYPE events_total counter
+events_total{event_name="a",status="completed"} 2
+events_total{event_name="b",status="completed"} 1
+events_total{event_name="other",status="completed"} 2
+# HELP network_operations_total Finished network operations, by operation and final status.
+# TYPE network_operations_total counter
+network_operations_total{operation="other",status="completed"} 1
+network_operations_total{operation="q",status="completed"} 2
+network_operations_total{operation="r",status="completed"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "event_retries_total", "events_total", "network_operations_total"); err != nil {
+		t.Error(err)
+	}
+	if err := testutil.GatherAndCompare(own, strings.NewReader(`
+# HELP pipetel_publish_folded_label_values_total Finished metrics whose event_name or operation the publisher's in-memory series counted under "other", past its cap of distinct values.
+# TYPE pipetel_publish_folded_label_values_total counter
+pipetel_publish_folded_label_values_total{publisher="prometheus"} 3
+`)); err != nil {
+		t.Error(err)
+	}
+	// The default is the state's: 1000.
+	p2, err := NewPrometheus(prometheus.NewRegistry(), PrometheusConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.maxLabels != 1000 {
+		t.Errorf("default cap %d, want 1000", p2.maxLabels)
+	}
+}

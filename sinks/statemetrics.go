@@ -29,11 +29,19 @@ var _ AggregateSource = (*state.Store)(nil)
 //	network_operations_total{operation,status,partition}   counter
 //	network_bytes_total{operation,direction,partition}     counter
 //	network_latency_seconds{operation,partition}           histogram
+//	pipetel_label_values{stream,partition}                 gauge, names with series of their own
+//	pipetel_folded_label_values_total{stream,partition}    counter, metrics counted under "other"
+//
+// Each partition gives series of their own to at most state.max_label_values
+// event names (and operations); the metrics of later names are counted under
+// event_name="other" (operation="other") and in
+// pipetel_folded_label_values_total.
 type StateMetrics struct {
 	src AggregateSource
 
 	eventsTotal, eventDuration, eventRetries *prometheus.Desc
 	netOps, netBytes, netLatency             *prometheus.Desc
+	labelValues, folded                      *prometheus.Desc
 	scrapeErrors                             prometheus.Counter
 }
 
@@ -50,6 +58,12 @@ func NewStateMetrics(src AggregateSource) *StateMetrics {
 		netOps:        prometheus.NewDesc("network_operations_total", "Finished network operations.", []string{"operation", "status", "partition"}, nil),
 		netBytes:      prometheus.NewDesc("network_bytes_total", "Bytes moved by finished network operations.", []string{"operation", "direction", "partition"}, nil),
 		netLatency:    prometheus.NewDesc("network_latency_seconds", "Latency of finished network operations.", []string{"operation", "partition"}, nil),
+		labelValues: prometheus.NewDesc("pipetel_label_values",
+			"Distinct event names (stream events) or operations (stream network) with series of their own in the partition; compare with state.max_label_values.",
+			[]string{"stream", "partition"}, nil),
+		folded: prometheus.NewDesc("pipetel_folded_label_values_total",
+			`Finished metrics counted under event_name or operation "other" because their partition had state.max_label_values names already.`,
+			[]string{"stream", "partition"}, nil),
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pipetel_state_metrics_errors_total", Help: "Scrapes that could not read the aggregates from the state store.",
 		}),
@@ -58,7 +72,7 @@ func NewStateMetrics(src AggregateSource) *StateMetrics {
 
 // Describe sends the descriptors.
 func (m *StateMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.eventsTotal, m.eventDuration, m.eventRetries, m.netOps, m.netBytes, m.netLatency} {
+	for _, d := range []*prometheus.Desc{m.eventsTotal, m.eventDuration, m.eventRetries, m.netOps, m.netBytes, m.netLatency, m.labelValues, m.folded} {
 		ch <- d
 	}
 	m.scrapeErrors.Describe(ch)
@@ -75,6 +89,8 @@ func (m *StateMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, u := range units {
 		p := strconv.Itoa(int(u.Unit.Partition))
+		ch <- prometheus.MustNewConstMetric(m.labelValues, prometheus.GaugeValue, float64(u.LabelValues), u.Unit.Stream.String(), p)
+		ch <- prometheus.MustNewConstMetric(m.folded, prometheus.CounterValue, float64(u.Folded), u.Unit.Stream.String(), p)
 		retries := map[string]uint64{}
 		for _, s := range u.Events {
 			ch <- prometheus.MustNewConstMetric(m.eventsTotal, prometheus.CounterValue, float64(s.Count), s.EventName, s.Status, p)

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,81 @@ network_operations_total{operation="db_query",partition="0",status="failed"} 1
 		t.Fatalf("%d events_total series after disowning partition 1, want 2", n)
 	}
 
+	lintExposition(t, reg)
+}
+
+// TestStateMetricsLabelCap: past state.max_label_values names a partition's
+// series stop growing: later names are exported as "other", and the folded
+// metrics and the names with series of their own are counted per stream
+// and partition.
+func TestStateMetricsLabelCap(t *testing.T) {
+	s, err := state.Open(state.Options{NoSync: true, MaxLabelValues: 2, DurationBuckets: []float64{1}, LatencyBuckets: []float64{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := testclock.Now().Add(-time.Hour).Truncate(time.Second)
+	apply := func(u state.Unit, fn func(b *state.Batch) error) {
+		t.Helper()
+		if err := s.Own(u); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(context.Background(), u, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(state.Unit{Stream: state.Events, Partition: 0}, func(b *state.Batch) error {
+		for i, name := range []string{"a", "b", "c", "a", "d", "c"} {
+			err := b.FinishEvent(schemas.EventMetric{TaskID: strconv.Itoa(i), EventName: name, StartTime: &start, Status: schemas.StatusCompleted, RetryCount: 1})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	apply(state.Unit{Stream: state.Network, Partition: 1}, func(b *state.Batch) error {
+		for i, op := range []string{"q", "r", "s"} {
+			err := b.FinishNetwork(schemas.NetworkMetric{TaskID: strconv.Itoa(i), Operation: op, StartTime: &start, Status: schemas.StatusFailed, BytesSent: 1})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStateMetrics(s))
+	want := `
+# HELP event_retries_total Retries of finished event executions.
+# TYPE event_retries_total counter
+event_retries_total{event_name="a",partition="0"} 2
+event_retries_total{event_name="b",partition="0"} 1
+event_retries_total{event_name="other",partition="0"} 3
+# HELP events_total Finished event executions.
+# TYPE events_total counter
+events_total{event_name="a",partition="0",status="completed"} 2
+events_total{event_name="b",partition="0",status="completed"} 1
+events_total{event_name="other",partition="0",status="completed"} 3
+# HELP network_operations_total Finished network operations.
+# TYPE network_operations_total counter
+network_operations_total{operation="other",partition="1",status="failed"} 1
+network_operations_total{operation="q",partition="1",status="failed"} 1
+network_operations_total{operation="r",partition="1",status="failed"} 1
+# HELP pipetel_folded_label_values_total Finished metrics counted under event_name or operation "other" because their partition had state.max_label_values names already.
+# TYPE pipetel_folded_label_values_total counter
+pipetel_folded_label_values_total{partition="0",stream="events"} 3
+pipetel_folded_label_values_total{partition="1",stream="network"} 1
+# HELP pipetel_label_values Distinct event names (stream events) or operations (stream network) with series of their own in the partition; compare with state.max_label_values.
+# TYPE pipetel_label_values gauge
+pipetel_label_values{partition="0",stream="events"} 2
+pipetel_label_values{partition="1",stream="network"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"event_retries_total", "events_total", "network_operations_total", "pipetel_folded_label_values_total", "pipetel_label_values"); err != nil {
+		t.Fatal(err)
+	}
+	// 3 event names × (events_total, duration, retries) + 3 operations × (ops, 2 bytes, latency) + 2 × 2 cap series.
+	if n := testutil.CollectAndCount(NewStateMetrics(s)); n != 3*3+3*4+4+1 {
+		t.Errorf("%d series, want %d", n, 3*3+3*4+4+1)
+	}
 	lintExposition(t, reg)
 }

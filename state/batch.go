@@ -23,8 +23,7 @@ type Batch struct {
 	retryDirty   bool
 	outboxAdded  int64
 
-	aggs      *Aggregates // loaded on first use, written by flush
-	aggsDirty bool
+	agg *aggBatch // loaded on first use, written by flush
 
 	cache          *openCache               // the unit's, nil when not owned
 	pendingChanges map[string]pendingChange // deferred writes, and the cache's changes after commit
@@ -300,14 +299,7 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 }
 
 func (b *Batch) get(k []byte, into any) (bool, error) {
-	item, err := b.txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("cannot read key %q: %w", k, err)
-	}
-	return true, item.Value(func(v []byte) error { return decodeValue(k, v, into) })
+	return getValue(b.txn, k, into)
 }
 
 func (b *Batch) put(k []byte, v any) error {
@@ -340,10 +332,8 @@ func (b *Batch) flush() error {
 			return err
 		}
 	}
-	if b.aggsDirty {
-		if err := b.put(prefix(aggregatesTag(b.unit.Stream), b.unit.Partition), b.aggs); err != nil {
-			return err
-		}
+	if err := b.flushAggregates(); err != nil {
+		return err
 	}
 	if b.pendingDelta != 0 {
 		n, err := b.committedOpen()

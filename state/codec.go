@@ -12,7 +12,7 @@ import (
 )
 
 // Stored values of the hot path (pending entries, finished metrics, outbox
-// items) are a compact binary encoding, version 1: a tag byte naming the
+// items, aggregate series) are a compact binary encoding, version 1: a tag byte naming the
 // type and version, a flags varint, then the fields in declaration order
 // (strings and lists length-prefixed, integers as varints, times as
 // seconds and nanoseconds, floats as 8 bytes). Values written as JSON by
@@ -24,13 +24,16 @@ const (
 	tagEventMetricV1    = 0xb3
 	tagNetworkMetricV1  = 0xb4
 	tagOutboxItemV1     = 0xb5
+	tagEventSeriesV1    = 0xb6
+	tagNetworkSeriesV1  = 0xb7
+	tagAggMetaV1        = 0xb8
 )
 
 // errShortValue is wrapped by decode errors of truncated values.
 var errShortValue = errors.New("value ends early")
 
 // encodeValue encodes v for storage: the hot-path types in binary, the rest
-// (aggregates, retry statistics) as JSON.
+// (retry statistics) as JSON.
 func encodeValue(v any) ([]byte, error) {
 	switch v := v.(type) {
 	case PendingEvent:
@@ -43,6 +46,12 @@ func encodeValue(v any) ([]byte, error) {
 		return appendNetworkMetric(make([]byte, 0, 128), v), nil
 	case outboxItem:
 		return appendOutboxItem(make([]byte, 0, 144), v), nil
+	case storedEventSeries:
+		return appendEventSeries(make([]byte, 0, 64), v), nil
+	case storedNetworkSeries:
+		return appendNetworkSeries(make([]byte, 0, 64), v), nil
+	case aggMeta:
+		return appendAggMeta(make([]byte, 0, 160), v), nil
 	}
 	return json.Marshal(v)
 }
@@ -65,6 +74,12 @@ func decodeValue(key []byte, val []byte, into any) error {
 			*into, err = r.networkMetric()
 		case *outboxItem:
 			*into, err = r.outboxItem()
+		case *storedEventSeries:
+			*into, err = r.eventSeries()
+		case *storedNetworkSeries:
+			*into, err = r.networkSeries()
+		case *aggMeta:
+			*into, err = r.aggMeta()
 		default:
 			err = json.Unmarshal(val, into)
 		}

@@ -31,6 +31,14 @@ func codecSamples() []any {
 		schemas.NetworkMetric{TaskID: "t", OpID: "o", Host: "h", Port: 1, Operation: "remote_call", StartTime: &t1, EndTime: &t1, LatencySeconds: &z, BytesSent: 10, BytesReceived: 1 << 40, Status: schemas.StatusCompleted, Error: ""},
 		outboxItem{Enqueued: t1.UnixNano(), Event: &schemas.EventMetric{TaskID: "t", StartTime: &t1, DurationSeconds: &d}},
 		outboxItem{Enqueued: -5, Network: &schemas.NetworkMetric{TaskID: "t", OpID: "o", EndTime: &t9}},
+		storedEventSeries{},
+		storedEventSeries{EventSeries: EventSeries{EventName: "load\x00x", Status: "completed", Count: 3, Retries: math.MaxUint64,
+			Duration: Histogram{Counts: []uint64{1, 0, math.MaxUint64}, Sum: 1.25}}, Gen: 7},
+		storedNetworkSeries{},
+		storedNetworkSeries{NetworkSeries: NetworkSeries{Operation: "query", Status: "failed", Count: 1, BytesSent: 1 << 40, BytesReceived: math.MaxUint64,
+			Latency: Histogram{Counts: []uint64{0, 1}, Sum: 0.25}}, Gen: math.MaxUint64},
+		aggMeta{},
+		aggMeta{Gen: 2, Bounds: []float64{0.005, 1, 300}, Names: 1000, Folded: math.MaxUint64},
 	}
 }
 
@@ -51,6 +59,18 @@ func decodeAs(sample any, data []byte) (any, error) {
 		return v, err
 	case schemas.NetworkMetric:
 		var v schemas.NetworkMetric
+		err := decodeValue([]byte("k"), data, &v)
+		return v, err
+	case storedEventSeries:
+		var v storedEventSeries
+		err := decodeValue([]byte("k"), data, &v)
+		return v, err
+	case storedNetworkSeries:
+		var v storedNetworkSeries
+		err := decodeValue([]byte("k"), data, &v)
+		return v, err
+	case aggMeta:
+		var v aggMeta
 		err := decodeValue([]byte("k"), data, &v)
 		return v, err
 	default:
@@ -129,6 +149,18 @@ func TestCodecErrorsNameTheProblem(t *testing.T) {
 	}
 }
 
+// TestAggregateCodecRefusesLaterFlags: an aggregate value with flags set was
+// written by a later version, whose fields this one would misread.
+func TestAggregateCodecRefusesLaterFlags(t *testing.T) {
+	data := appendAggMeta(nil, aggMeta{Gen: 1})
+	data[1] = 4
+	var m aggMeta
+	err := decodeValue([]byte("ag-key"), data, &m)
+	if err == nil || !strings.Contains(err.Error(), `cannot decode stored value of key "ag-key": flags 0x4, expected none`) {
+		t.Errorf("flags set: %v", err)
+	}
+}
+
 func ptrTime(t time.Time) *time.Time { return &t }
 
 // FuzzDecodeStoredValue: bytes from disk or the changelog never panic the
@@ -141,8 +173,11 @@ func FuzzDecodeStoredValue(f *testing.F) {
 	}
 	f.Add([]byte(`{"hs":true}`))
 	f.Add([]byte{tagPendingEventV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{tagEventSeriesV1, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{tagAggMetaV1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, sample := range []any{PendingEvent{}, PendingNetwork{}, schemas.EventMetric{}, schemas.NetworkMetric{}, outboxItem{}} {
+		for _, sample := range []any{PendingEvent{}, PendingNetwork{}, schemas.EventMetric{}, schemas.NetworkMetric{}, outboxItem{},
+			storedEventSeries{}, storedNetworkSeries{}, aggMeta{}} {
 			v, err := decodeAs(sample, data)
 			if err != nil || (len(data) > 0 && data[0] == '{') {
 				continue

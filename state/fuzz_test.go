@@ -17,6 +17,7 @@ import (
 func FuzzDecodeValue(f *testing.F) {
 	f.Add([]byte(`{"hs":true,"en":"ingest","st":"2024-05-01T12:00:00Z","et":"0001-01-01T00:00:00Z","rt":[1,2],"fs":"2024-05-01T12:00:00Z"}`))
 	f.Add([]byte(`{"t":1714564800000000000,"e":{"task_id":"t","start_time":null,"retry_count":2}}`))
+	f.Add([]byte(`{"db":[1,5],"e":[{"n":"load","s":"completed","c":2,"r":1,"d":{"c":[1,1,0],"s":3.5}}]}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, val []byte) {
 		key := []byte("pe\x00\x00\x00\x01task")
@@ -27,6 +28,7 @@ func FuzzDecodeValue(f *testing.F) {
 			func() any { return new(schemas.NetworkMetric) },
 			func() any { return new(outboxItem) },
 			func() any { return new(map[string]int64) }, // retry statistics
+			func() any { return new(Aggregates) },       // aggregates of earlier versions, one value per unit
 		}
 		for _, newV := range targets {
 			v := newV()

@@ -59,6 +59,11 @@ type Options struct {
 	// turns the cache off). A unit with more reads them from Badger until
 	// it is back under half this.
 	MaxCachedOpen int
+	// MaxLabelValues caps the distinct event names (network: operations)
+	// with series of their own in each unit's aggregates; the metrics of
+	// later names are counted under OtherLabelValue. DefaultMaxLabelValues
+	// when 0 or less.
+	MaxLabelValues int
 }
 
 // Store is the Badger-backed state of every unit this instance holds.
@@ -90,9 +95,9 @@ func Open(opts Options) (*Store, error) {
 		opts.Retention = DefaultRetention
 	}
 	// Every value stays in the LSM tree (Badger's largest threshold): the
-	// aggregates (rewritten by every batch) and metrics with long errors
-	// would otherwise fill a value log that only grows, and in memory there
-	// is no value log at all.
+	// aggregate series (rewritten by each batch that touches them) and
+	// metrics with long errors would otherwise fill a value log that only
+	// grows, and in memory there is no value log at all.
 	valueThreshold := int64(1 << 20)
 	bo := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.Dir == "").

@@ -41,7 +41,8 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	var pubs []sinks.Publisher
 	promOn := cfg.Sinks.Prometheus.Enabled == nil || *cfg.Sinks.Prometheus.Enabled
 	if promOn && cfg.Sinks.Prometheus.Mode == "process" {
-		p, err := sinks.NewPrometheus(a.reg, cfg.Sinks.Prometheus.PrometheusConfig)
+		p, err := sinks.NewPrometheus(a.reg, cfg.Sinks.Prometheus.PrometheusConfig,
+			sinks.WithMaxLabelValues(cfg.State.maxLabelValues()), sinks.WithRegisterer(a.reg))
 		if err != nil {
 			return nil, fmt.Errorf("cannot build prometheus publisher: %w", err)
 		}
@@ -68,6 +69,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync, MaxCachedOpen: cfg.State.MaxCachedOpen,
 		Publishers: names, Logger: log, Changelog: processor.NewChangelog(cfg.Processor),
 		DurationBuckets: cfg.Sinks.Prometheus.DurationBuckets, LatencyBuckets: cfg.Sinks.Prometheus.LatencyBuckets,
+		MaxLabelValues: cfg.State.maxLabelValues(),
 	})
 	if err != nil {
 		return nil, err
@@ -79,7 +81,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	a.closeFunc = append(a.closeFunc, store.Close)
 	var pushers []component
 	if cfg.Sinks.GrafanaCloud.Enabled {
-		c, err := newGrafanaCloud(cfg.Sinks.GrafanaCloud.GrafanaCloudConfig, store, a.reg, log)
+		c, err := newGrafanaCloud(cfg.Sinks.GrafanaCloud.GrafanaCloudConfig, store, a.reg, log, cfg.State.maxLabelValues())
 		if err != nil {
 			a.close()
 			return nil, err
@@ -195,11 +197,14 @@ func (a *app) close() error {
 
 // newGrafanaCloud builds the Grafana Cloud pusher over the state-backed
 // aggregates: a private registry, so that it pushes the finished metrics'
-// series and not pipetel's own health metrics, and no outbox.
-func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prometheus.Registerer, log *slog.Logger) (component, error) {
+// series and not pipetel's own health metrics, and no outbox. Those series
+// are capped per partition by the state; maxLabels caps the pusher's own
+// aggregation alike, should it ever run without the gatherer.
+func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prometheus.Registerer, log *slog.Logger, maxLabels int) (component, error) {
 	series := prometheus.NewRegistry()
 	series.MustRegister(sinks.NewStateMetrics(store))
-	gc, err := sinks.NewGrafanaCloud(cfg, sinks.WithGatherer(series), sinks.WithRegisterer(reg), sinks.WithLogger(log))
+	gc, err := sinks.NewGrafanaCloud(cfg, sinks.WithGatherer(series), sinks.WithRegisterer(reg), sinks.WithLogger(log),
+		sinks.WithMaxLabelValues(maxLabels))
 	if err != nil {
 		return component{}, fmt.Errorf("cannot build grafana cloud publisher: %w", err)
 	}

@@ -46,6 +46,22 @@ type StateConfig struct {
 	// GCInterval is how often value-log files that are mostly stale are
 	// rewritten to give their disk back. Default 5m.
 	GCInterval time.Duration `yaml:"gc_interval"`
+	// MaxLabelValues caps, per partition, the distinct event names (and,
+	// separately, operations) that get series of their own on /metrics and
+	// in Grafana Cloud pushes: the metrics of later names are counted under
+	// event_name (operation) "other" and in
+	// pipetel_folded_label_values_total; the finished metrics keep their
+	// names. Default 1000; a pointer, so that an explicit 0 is an error
+	// rather than the default.
+	MaxLabelValues *int `yaml:"max_label_values"`
+}
+
+// maxLabelValues is MaxLabelValues, its default when unset.
+func (c StateConfig) maxLabelValues() int {
+	if c.MaxLabelValues == nil {
+		return state.DefaultMaxLabelValues
+	}
+	return *c.MaxLabelValues
 }
 
 // HTTPConfig is the listener for /metrics and the query API.
@@ -198,6 +214,10 @@ func (c *Config) withDefaults() {
 	if c.State.Retention == 0 {
 		c.State.Retention = state.DefaultRetention
 	}
+	if c.State.MaxLabelValues == nil {
+		n := state.DefaultMaxLabelValues
+		c.State.MaxLabelValues = &n
+	}
 	if c.Sinks.Prometheus.Mode == "" {
 		c.Sinks.Prometheus.Mode = "state"
 	}
@@ -227,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.State.MaxCachedOpen < -1 {
 		return fmt.Errorf("state.max_cached_open: got %d, expected -1 (off) or 0 and up (0: the default, 100000)", c.State.MaxCachedOpen)
+	}
+	if n := c.State.maxLabelValues(); n < 1 {
+		return fmt.Errorf("state.max_label_values: got %d, expected an integer >= 1 (unset: the default, %d)", n, state.DefaultMaxLabelValues)
 	}
 	if c.State.Dir == "" {
 		return fmt.Errorf("state.dir: got \"\", expected a directory for the state store")

@@ -23,7 +23,8 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.State.Retention != 24*time.Hour || cfg.Processor.BatchWait != 20*time.Millisecond || cfg.HTTP.Listen != "127.0.0.1:9464" {
+	if cfg.State.Retention != 24*time.Hour || cfg.Processor.BatchWait != 20*time.Millisecond || cfg.HTTP.Listen != "127.0.0.1:9464" ||
+		cfg.State.maxLabelValues() != 1000 {
 		t.Fatalf("example config decoded to %+v", cfg)
 	}
 }
@@ -49,6 +50,29 @@ func TestConfigErrors(t *testing.T) {
 	f("processor: {brokers: [a:1], batch_wait: soon}\nstate: {dir: /tmp/x}\n", runFlags{}, "cannot unmarshal !!str `soon` into time.Duration")
 	f("processor: {brokers: [a:1]}\nstate: {dir: /tmp/x, max_cached_open: -2}\n", runFlags{}, "state.max_cached_open: got -2, expected -1 (off) or 0 and up (0: the default, 100000)")
 	f(base+"http: {idle_timeout: -1s}\n", runFlags{}, "http.idle_timeout: got -1s, expected a duration > 0 (0: the default)")
+	for _, n := range []string{"0", "-5"} {
+		f("processor: {brokers: [a:1]}\nstate: {dir: /tmp/x, max_label_values: "+n+"}\n", runFlags{},
+			"state.max_label_values: got "+n+", expected an integer >= 1 (unset: the default, 1000)")
+	}
+	f("processor: {brokers: [a:1]}\nstate: {dir: /tmp/x, max_label_values: many}\n", runFlags{}, "cannot unmarshal !!str `many` into int")
+}
+
+// TestConfigMaxLabelValues: state.max_label_values defaults to 1000 and
+// takes any integer from 1.
+func TestConfigMaxLabelValues(t *testing.T) {
+	for _, tc := range []struct {
+		state string
+		want  int
+	}{{"{dir: /tmp/x}", 1000}, {"{dir: /tmp/x, max_label_values: 1}", 1}, {"{dir: /tmp/x, max_label_values: 250000}", 250000}} {
+		f := runFlags{config: writeConfig(t, "processor: {brokers: [a:1]}\nstate: "+tc.state+"\n")}
+		cfg, err := f.load()
+		if err != nil {
+			t.Fatalf("state %s: %v", tc.state, err)
+		}
+		if got := cfg.State.maxLabelValues(); got != tc.want {
+			t.Errorf("state %s: max_label_values %d, want %d", tc.state, got, tc.want)
+		}
+	}
 }
 
 func TestFlagsOverrideConfig(t *testing.T) {
