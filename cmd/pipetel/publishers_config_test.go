@@ -123,7 +123,7 @@ func TestPublishersWired(t *testing.T) {
 	for _, c := range a.comps {
 		names = append(names, c.name)
 	}
-	if want := []string{"http", "delivery/elasticsearch", "push/grafanacloud", "processor"}; !slices.Equal(names, want) {
+	if want := []string{"http", "state-gc", "delivery/elasticsearch", "push/grafanacloud", "processor"}; !slices.Equal(names, want) {
 		t.Errorf("components %v, want %v", names, want)
 	}
 	mfs, err := a.reg.Gather()
