@@ -351,5 +351,6 @@ func TestPoisonRecordsDoNotStopPartitions(t *testing.T) {
 		}
 	})
 	a.checkRunning(t)
+	must(t, a.stop()) // a clean shutdown, no error
 	t.Logf("done after %v", time.Since(started).Round(time.Millisecond))
 }
