@@ -51,7 +51,8 @@ func newTestTopics(t *testing.T, b *testbroker.Broker, partitions int) testTopic
 // runningApp is one pipetel instance inside a test.
 type runningApp struct {
 	*app
-	stop func() error
+	stop   func() error
+	exited chan struct{} // closed when run returns
 }
 
 func testConfig(b *testbroker.Broker, tt testTopics, dir string) Config {
@@ -88,9 +89,14 @@ func startApp(t *testing.T, cfg Config) *runningApp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx) }()
+	exited := make(chan struct{})
+	go func() {
+		err := a.run(ctx)
+		close(exited)
+		done <- err
+	}()
 	var stopped atomic.Bool
-	ra := &runningApp{app: a}
+	ra := &runningApp{app: a, exited: exited}
 	var result error
 	ra.stop = func() error {
 		if stopped.CompareAndSwap(false, true) {
@@ -108,6 +114,16 @@ func startApp(t *testing.T, cfg Config) *runningApp {
 		t.Fatal("instance did not join the group within 60s")
 	}
 	return ra
+}
+
+// checkRunning fails the test when the instance has stopped on its own.
+func (a *runningApp) checkRunning(t *testing.T) {
+	t.Helper()
+	select {
+	case <-a.exited:
+		t.Fatalf("instance exited: %v", a.stop())
+	default:
+	}
 }
 
 // getJSON fetches path from the instance and decodes the body into out,
