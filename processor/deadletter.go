@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -67,6 +68,22 @@ func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 		if err == nil {
 			d.m.deadLetters.Add(float64(len(msgs)))
 			return nil
+		}
+		// Retry only what failed, so that a partly written batch does not
+		// put the written ones in the topic twice.
+		var failed kafka.WriteErrors
+		if errors.As(err, &failed) && len(failed) == len(msgs) {
+			rest := msgs[:0:0]
+			for i, e := range failed {
+				if e != nil {
+					rest = append(rest, msgs[i])
+				}
+			}
+			d.m.deadLetters.Add(float64(len(msgs) - len(rest)))
+			msgs = rest
+			if len(msgs) == 0 {
+				return nil
+			}
 		}
 		if attempt == 10 || ctx.Err() != nil {
 			return fmt.Errorf("cannot write %d records to dead-letter topic %q: %w", len(msgs), d.w.Topic, err)

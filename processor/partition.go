@@ -225,12 +225,16 @@ func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
 	for _, d := range batch {
 		if d.err != nil {
 			invalid = append(invalid, d)
-			p.logInvalid(c.topic, int(c.unit.Partition), d.msg.Offset, d.err)
 		}
 	}
 	if len(invalid) > 0 {
 		if err := p.dlq.send(ctx, invalid); err != nil {
 			return err
+		}
+		// Counted once written: a batch read again after a failed write
+		// (the partition stops, a rebalance hands it out again) counts once.
+		for _, d := range invalid {
+			p.logInvalid(c.topic, int(c.unit.Partition), d.msg.Offset, d.err)
 		}
 	}
 	if err := c.applyValid(ctx, batch); err != nil {
