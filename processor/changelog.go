@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -23,6 +24,18 @@ type changelog struct {
 	client *kafka.Client
 	topics map[state.Stream]string
 	cfg    Config
+
+	mu     sync.Mutex // a leaf: guards owners
+	owners map[state.Unit]*ownership
+}
+
+// ownership is this instance's claim on a unit's changelog, from its fence
+// on: the epoch every record it appends carries, where its next append
+// should land, and the records of another writer found in between.
+type ownership struct {
+	epoch   int64
+	next    int64    // offset the next append should start at
+	foreign [2]int64 // [from, to) of records another writer appended; from == to: none
 }
 
 var _ state.Changelog = (*changelog)(nil)
@@ -37,20 +50,34 @@ func newChangelog(cfg Config) *changelog {
 			state.Events:  changelogTopic(cfg.GroupID, cfg.EventsTopic),
 			state.Network: changelogTopic(cfg.GroupID, cfg.NetworkTopic),
 		},
-		cfg: cfg,
+		cfg:    cfg,
+		owners: map[state.Unit]*ownership{},
 	}
 }
 
-// Append writes the changes as one record batch with acks=all.
+// Append writes the changes as one record batch with acks=all, each record
+// carrying this instance's epoch for the unit.
 func (c *changelog) Append(ctx context.Context, u state.Unit, changes []state.Change) (int64, error) {
 	recs := make([]kafka.Record, len(changes))
 	now := time.Now()
+	epoch := epochHeader(c.epochOf(u))
 	for i, ch := range changes {
-		recs[i] = kafka.Record{Time: now, Key: kafka.NewBytes(ch.Key)}
+		recs[i] = kafka.Record{Time: now, Key: kafka.NewBytes(ch.Key), Headers: epoch}
 		if !ch.Delete {
 			recs[i].Value = kafka.NewBytes(encodeChangeValue(ch.Value))
 		}
 	}
+	last, err := c.produce(ctx, u, recs)
+	if err != nil {
+		return 0, err
+	}
+	c.noteAppend(u, last-int64(len(recs))+1, last)
+	return last, nil
+}
+
+// produce writes recs to the unit's changelog partition as one record
+// batch and returns the offset of the last one.
+func (c *changelog) produce(ctx context.Context, u state.Unit, recs []kafka.Record) (int64, error) {
 	topic := c.topics[u.Stream]
 	resp, err := c.client.Produce(ctx, &kafka.ProduceRequest{
 		Topic: topic, Partition: int(u.Partition), RequiredAcks: kafka.RequireAll,
@@ -60,7 +87,7 @@ func (c *changelog) Append(ctx context.Context, u state.Unit, changes []state.Ch
 		err = resp.Error
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot append %d changes to changelog %q partition %d: %w", len(changes), topic, u.Partition, err)
+		return 0, fmt.Errorf("cannot append %d changes to changelog %q partition %d: %w", len(recs), topic, u.Partition, err)
 	}
 	return resp.BaseOffset + int64(len(recs)) - 1, nil
 }

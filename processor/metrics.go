@@ -24,6 +24,7 @@ type metrics struct {
 	expired       *prometheus.CounterVec
 	pastRetention *prometheus.CounterVec
 	skipped       *prometheus.CounterVec
+	foreign       *prometheus.CounterVec
 	partitionOpen *prometheus.GaugeVec
 
 	restoring      prometheus.Gauge
@@ -75,6 +76,10 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 		Name: "pipetel_skipped_offsets_total",
 		Help: "Offsets the reader jumped over: records the topic's retention deleted before they were read (or compaction removed, or transaction markers).",
 	}, []string{"topic"})
+	m.foreign = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipetel_changelog_foreign_records_total",
+		Help: "Changelog records a stale owner appended after this instance's fence; skipped by restores and superseded by this instance's values.",
+	}, []string{"topic"})
 	m.pastRetention = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pipetel_finished_past_retention_total",
 		Help: "Metrics that finished already older than state.retention behind the partition's newest record time: counted and published, not kept queryable.",
@@ -98,7 +103,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.pastRetention, m.skipped, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.pastRetention, m.skipped, m.foreign, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -15,11 +15,14 @@ import (
 // partitionConsumer is the single writer of one unit's state for the
 // lifetime of one group generation.
 type partitionConsumer struct {
-	p         *Processor
-	gen       *kafka.Generation
-	topic     string
-	unit      state.Unit
-	committed int64 // offset the group had committed when assigned
+	p   *Processor
+	gen *kafka.Generation
+	// generation is gen's id: the least epoch this owner's changelog
+	// records carry (fencing.go).
+	generation int64
+	topic      string
+	unit       state.Unit
+	committed  int64 // offset the group had committed when assigned
 
 	applied      int64 // last offset applied to the state, -1 for none
 	commitDone   int64 // last offset committed to the group
@@ -64,6 +67,9 @@ func (c *partitionConsumer) run(ctx context.Context) {
 			}
 			return
 		}
+	}
+	if p.changelog != nil {
+		defer p.changelog.release(c.unit)
 	}
 	if err := p.store.Own(c.unit); err != nil {
 		log.Error("cannot take partition", "err", err)
@@ -138,6 +144,13 @@ func (c *partitionConsumer) run(ctx context.Context) {
 			c.lastRecord = time.Now()
 		} else if err := c.idleTick(context.WithoutCancel(ctx)); err != nil {
 			log.Error("cannot expire open tasks; stopping this partition until the next rebalance", "err", err)
+			return
+		}
+		if err := c.repairForeign(context.WithoutCancel(ctx)); errors.Is(err, ErrFenced) {
+			log.Error("stopping this partition: another instance owns it now", "err", err)
+			return
+		} else if err != nil {
+			log.Error("cannot supersede a stale owner's changelog records; stopping this partition until the next rebalance", "err", err)
 			return
 		}
 		p.m.partitionOpen.WithLabelValues(c.topic, pl).Set(float64(p.store.OpenTasksOf(c.unit)))

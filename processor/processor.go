@@ -147,7 +147,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			}
 			p.m.assigned.WithLabelValues(topic).Set(float64(len(parts)))
 			for _, a := range parts {
-				pc := &partitionConsumer{p: p, gen: gen, topic: topic, unit: state.Unit{Stream: stream, Partition: int32(a.ID)}, committed: a.Offset}
+				pc := &partitionConsumer{p: p, gen: gen, generation: int64(gen.ID), topic: topic, unit: state.Unit{Stream: stream, Partition: int32(a.ID)}, committed: a.Offset}
 				gen.Start(pc.run)
 				n++
 			}
