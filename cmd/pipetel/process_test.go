@@ -74,6 +74,9 @@ type instanceConfig struct {
 	// maxOpenTasks and taskTimeout are left at their defaults when zero.
 	maxOpenTasks int64
 	taskTimeout  time.Duration
+	// retention, retentionInterval and idleTimeAdvance, when set, make
+	// expiry and retention sweeps run all along (kill -9 tests).
+	retention, retentionInterval, idleTimeAdvance time.Duration
 }
 
 // yaml renders the configuration file of one instance: short group timings,
@@ -98,7 +101,16 @@ func (c instanceConfig) yaml() string {
 	if c.taskTimeout > 0 {
 		fmt.Fprintf(&b, "  task_timeout: %s\n", c.taskTimeout)
 	}
+	if c.retentionInterval > 0 {
+		fmt.Fprintf(&b, "  retention_interval: %s\n", c.retentionInterval)
+	}
+	if c.idleTimeAdvance > 0 {
+		fmt.Fprintf(&b, "  idle_time_advance: %s\n", c.idleTimeAdvance)
+	}
 	fmt.Fprintf(&b, "state:\n  dir: %s\n", q(c.stateDir))
+	if c.retention > 0 {
+		fmt.Fprintf(&b, "  retention: %s\n", c.retention)
+	}
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", q(c.listen))
 	fmt.Fprintf(&b, "sinks:\n  delivery:\n    min_backoff: 100ms\n    max_backoff: 2s\n")
 	if c.es != nil {
