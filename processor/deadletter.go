@@ -32,6 +32,31 @@ const (
 // record's key, value and headers, with room to spare.
 const recordOverhead = 512
 
+// CodeApplyFailed is the dead-letter code of a valid record whose
+// transaction failed twice on its own while the store took other writes:
+// a failure of that record, not of the disk or the broker, so the partition
+// skips it instead of stopping on it for good.
+const CodeApplyFailed = "apply_failed"
+
+// applyError is why a record was dead-lettered with CodeApplyFailed.
+type applyError struct{ err error }
+
+func (e *applyError) Error() string { return "cannot apply record: " + e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
+
+// errorCode is the code of a dead-lettered record's error.
+func errorCode(err error) string {
+	var de *schemas.DecodeError
+	var ae *applyError
+	switch {
+	case errors.As(err, &de):
+		return string(de.Code)
+	case errors.As(err, &ae):
+		return CodeApplyFailed
+	}
+	return "unknown"
+}
+
 // deadLetters writes invalid records to the dead-letter topic before the
 // batch that contained them is committed, so none is lost.
 type deadLetters struct {
@@ -56,11 +81,7 @@ func newDeadLetters(cfg Config, m *metrics) *deadLetters {
 func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 	msgs := make([]kafka.Message, len(invalid))
 	for i, in := range invalid {
-		code := ""
-		if de, ok := in.err.(*schemas.DecodeError); ok {
-			code = string(de.Code)
-		}
-		msgs[i] = deadLetter(in, code, d.maxBytes)
+		msgs[i] = deadLetter(in, errorCode(in.err), d.maxBytes)
 	}
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {

@@ -37,6 +37,9 @@ type joiner struct {
 	// transaction of one record was too big for the changelog because of
 	// what it expired, so the expiries spread over more transactions.
 	expireLimit int
+	// fail, when set (tests only), fails the records it returns an error
+	// for, as a record that cannot be applied would.
+	fail func(schemas.Record) error
 }
 
 // expiryBound is how many entries one record may expire.
@@ -61,6 +64,11 @@ func (j *joiner) shrinkExpiry() bool {
 // it, joins it, and enforces the open-task cap. Everything it decides depends
 // on the records and the state only, so a replay decides the same.
 func (j *joiner) apply(b *state.Batch, r schemas.Record, st *joinStats) error {
+	if j.fail != nil {
+		if err := j.fail(r); err != nil {
+			return err
+		}
+	}
 	j.clock.advance(r.Time, j.wall())
 	if err := j.expireDue(b, st); err != nil {
 		return err

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -251,11 +252,74 @@ func (c *partitionConsumer) apply(ctx context.Context, batch []decoded) error {
 		}
 	}
 	if err := c.applyValid(ctx, batch); err != nil {
-		return err
+		if !isolatable(ctx, err) {
+			return err
+		}
+		if err := c.isolate(ctx, batch, err); err != nil {
+			return err
+		}
 	}
 	p.m.consumed.WithLabelValues(c.topic).Add(float64(len(batch)))
 	p.m.applySecs.Observe(time.Since(started).Seconds())
 	return nil
+}
+
+// isolatable reports whether err, from applying a batch, may be a record's
+// fault rather than the store's or the broker's.
+func isolatable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, state.ErrNotLogged) && !errors.Is(err, state.ErrClosed) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// isolate applies a batch that failed record by record. A record that
+// fails twice on its own while the store takes a write of this unit is
+// dead-lettered (CodeApplyFailed) and skipped; any other failure stops the
+// partition as before, for it may heal (disk, broker).
+func (c *partitionConsumer) isolate(ctx context.Context, batch []decoded, batchErr error) error {
+	p := c.p
+	for i := range batch {
+		one := batch[i : i+1]
+		if one[0].err != nil {
+			continue // dead-lettered already
+		}
+		err := c.applyValid(ctx, one)
+		if err == nil {
+			continue
+		}
+		if !isolatable(ctx, err) {
+			return err
+		}
+		if perr := c.probe(ctx); perr != nil {
+			return fmt.Errorf("%w (and the store refuses other writes too: %w)", err, perr)
+		}
+		if err = c.applyValid(ctx, one); err == nil {
+			continue
+		}
+		if !isolatable(ctx, err) {
+			return err
+		}
+		one[0].err = &applyError{err: err}
+		if err := p.dlq.send(ctx, one); err != nil {
+			return err
+		}
+		p.logInvalid(c.topic, int(c.unit.Partition), one[0].msg.Offset, one[0].err)
+		if err := c.applyValid(ctx, one); err != nil { // moves the offset past it
+			return err
+		}
+	}
+	p.log.Warn("a batch failed and was applied record by record", "topic", c.topic, "partition", c.unit.Partition, "err", batchErr)
+	return nil
+}
+
+// probe writes the unit's applied offset again: it fails when the store or
+// the changelog fails whatever is written.
+func (c *partitionConsumer) probe(ctx context.Context) error {
+	return c.p.store.Update(ctx, c.unit, func(b *state.Batch) error {
+		if c.applied < 0 {
+			return nil
+		}
+		return b.SetOffset(c.applied)
+	})
 }
 
 // commit commits the applied offset to the group when CommitInterval has

@@ -165,11 +165,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // logInvalid logs the first invalid record of each topic and error code;
 // the rest are only counted and dead-lettered.
 func (p *Processor) logInvalid(topic string, partition int, offset int64, err error) {
-	code := "unknown"
-	var de *schemas.DecodeError
-	if errors.As(err, &de) {
-		code = string(de.Code)
-	}
+	code := errorCode(err)
 	p.loggedMu.Lock()
 	first := !p.logged[topic+"/"+code]
 	p.logged[topic+"/"+code] = true
