@@ -55,7 +55,7 @@ func (in *instance) gauge(name string) float64 {
 	return sumMetric(fams, name, nil)
 }
 
-var restoredLine = regexp.MustCompile(`msg="restored partition state from changelog" changelog=(\S+) partition=(\d+) records=(\d+) took=(\S+)`)
+var restoredLine = regexp.MustCompile(`msg="restored partition state from changelog" changelog=(\S+) partition=(\d+) records=(\d+) stale_owner_records_skipped=\d+ took=(\S+)`)
 
 // TestRestoreMillionOpenTasks has one instance apply a million starts
 // without ends to one partition, then a fresh instance, on an empty state
