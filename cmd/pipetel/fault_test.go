@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -451,4 +452,46 @@ func TestFaultBrokerRestart(t *testing.T) {
 	}
 	report(t, fmt.Sprintf("TestFaultBrokerRestart (%s broker): %d tasks exact after a %v Kafka outage at %.0f%% of the load; %d records re-sent by the producer; exact %v after the load",
 		f.b.Kind, n, outage.Round(100*time.Millisecond), 100*at, load.errored.Load(), drained.Round(100*time.Millisecond)))
+}
+
+// TestFaultStaleOwner freezes one instance of two (SIGSTOP) in the middle
+// of a steady load until the other owns every partition, then lets it go
+// on (SIGCONT): it resumes in the middle of whatever it was doing, a state
+// transaction and its changelog append included, as an instance paused by
+// a long GC or a frozen VM would. Afterwards every task is counted exactly
+// once: whatever it appended late was fenced.
+func TestFaultStaleOwner(t *testing.T) {
+	skipUnlessHeavy(t)
+	const n = 6000
+	f := newFleet(t, 2, 4)
+	s := scenario{prefix: "stale", base: time.Now().UTC().Truncate(time.Millisecond)}
+	load := newSteadyLoad(t, f.b, f.tt, s, n, 30*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	res := load.start(ctx)
+	waitProgress(t, load, res, 0.3)
+	frozen, other := f.inst[0], f.inst[1]
+	must(t, syscall.Kill(frozen.pid(), syscall.SIGSTOP))
+	stopped := time.Now()
+	t.Cleanup(func() { syscall.Kill(frozen.pid(), syscall.SIGCONT) })
+	waitFor(t, 60*time.Second, "the other instance to own every partition", func() (bool, string) {
+		n := other.assigned()
+		return n == float64(2*f.partitions), fmt.Sprintf("%v partitions", n)
+	})
+	takeover := time.Since(stopped)
+	waitProgress(t, load, res, 0.5)
+	must(t, syscall.Kill(frozen.pid(), syscall.SIGCONT))
+	t.Logf("%s frozen for %v; the other took over after %v", frozen.name, time.Since(stopped).Round(100*time.Millisecond), takeover.Round(100*time.Millisecond))
+	if err := <-res; err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if !frozen.running() {
+		t.Fatalf("%s exited after it was let go; log:\n%s", frozen.name, frozen.logTail(30))
+	}
+	f.waitBalanced(90 * time.Second)
+	drained := f.checkDrained(s, n, 2*time.Minute)
+	fenced := len(frozen.logLines("another instance owns it now"))
+	superseded := len(other.logLines("records of a stale owner")) + len(frozen.logLines("records of a stale owner"))
+	report(t, fmt.Sprintf("TestFaultStaleOwner (%s broker): %d tasks exact after one of two instances was frozen for the other to take over (%v) and let go; %d of its partitions found themselves fenced, %d stale appends superseded; exact %v after the load",
+		f.b.Kind, n, takeover.Round(100*time.Millisecond), fenced, superseded, drained.Round(100*time.Millisecond)))
 }
