@@ -22,6 +22,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	configFile := fs.String("config", "", "YAML file merged into the processor's configuration (not brokers, group, state dir or listen address)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "give up processing after this long (default 15m)")
 	fs.StringVar(&o.Binary, "binary", "", "the pipetel executable to time (default: this one), to compare builds")
+	fs.StringVar(&o.Elasticsearch, "elasticsearch", "", "URL of an Elasticsearch or OpenSearch node: also index the finished metrics there and compare with plain _bulk requests of the same documents")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -48,6 +48,12 @@ type Options struct {
 	Config string
 	// Timeout bounds the processing step. Default 15m.
 	Timeout time.Duration
+	// Elasticsearch, when set, is the URL of an Elasticsearch (or
+	// OpenSearch) node: the processor indexes the finished metrics into it
+	// (under an index prefix of its own, removed afterwards), and the same
+	// documents are then indexed again with plain sequential 5 000-document
+	// _bulk requests, so that the two rates come from one run.
+	Elasticsearch string
 	// Progress receives a line per step. Nil discards them.
 	Progress io.Writer
 }
@@ -66,8 +72,15 @@ type Result struct {
 	// an outbox (Elasticsearch, Prometheus in process mode), the time from
 	// the processor's start until every outbox was empty again.
 	DeliveredSeconds float64 `json:"delivered_seconds,omitempty"`
-	StateBytes       int64   `json:"state_bytes"`
-	ChangelogRecords int64   `json:"changelog_records"`
+	// With Options.Elasticsearch: the documents, pipetel's rate from its
+	// start until the last one was searchable, the rate of plain _bulk
+	// requests of the same documents until searchable, and their ratio.
+	ElasticsearchDocs    int64   `json:"elasticsearch_docs,omitempty"`
+	PipetelDocsPerSecond float64 `json:"pipetel_docs_per_second,omitempty"`
+	BulkDocsPerSecond    float64 `json:"bulk_docs_per_second,omitempty"`
+	ElasticsearchRatio   float64 `json:"elasticsearch_ratio,omitempty"`
+	StateBytes           int64   `json:"state_bytes"`
+	ChangelogRecords     int64   `json:"changelog_records"`
 }
 
 // ErrIncomplete is returned (wrapped) when the processor did not finish
@@ -128,9 +141,37 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.LoadSeconds = time.Since(loadStarted).Seconds()
 	fmt.Fprintf(progress, "pipetel bench: loaded %d tasks (%d records) in %.1fs; processing\n", o.Tasks, res.Records, res.LoadSeconds)
 
-	elapsed, delivered, rss, err := process(ctx, o, brokers, progress)
+	var es *esNode
+	if o.Elasticsearch != "" {
+		es = &esNode{url: strings.TrimRight(o.Elasticsearch, "/"), prefix: fmt.Sprintf("pipetel-bench-%d", time.Now().UnixNano()),
+			client: &http.Client{Timeout: 2 * time.Minute}}
+		defer func() {
+			if err := es.deleteIndexes(context.WithoutCancel(ctx)); err != nil {
+				fmt.Fprintf(progress, "pipetel bench: cannot delete the bench's indexes %s-*: %v\n", es.prefix, err)
+			}
+		}()
+	}
+	elapsed, delivered, rss, docs, err := process(ctx, o, brokers, es, progress)
 	if err != nil {
 		return res, err
+	}
+	if es != nil {
+		res.ElasticsearchDocs = docs
+		res.PipetelDocsPerSecond = float64(docs) / delivered.Seconds()
+		fmt.Fprintf(progress, "pipetel bench: %d documents searchable %.1fs after pipetel started; indexing them again with plain _bulk requests\n", docs, delivered.Seconds())
+		all, err := es.documents(ctx)
+		if err != nil {
+			return res, err
+		}
+		if int64(len(all)) != docs {
+			return res, fmt.Errorf("read back %d documents of the %d pipetel indexed", len(all), docs)
+		}
+		took, err := es.bulkBaseline(ctx, all)
+		if err != nil {
+			return res, err
+		}
+		res.BulkDocsPerSecond = float64(docs) / took.Seconds()
+		res.ElasticsearchRatio = res.PipetelDocsPerSecond / res.BulkDocsPerSecond
 	}
 	res.DeliveredSeconds = delivered.Seconds()
 	res.ElapsedSeconds = elapsed.Seconds()
@@ -150,30 +191,30 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // /metrics reaches the task count, and returns the time that took, the time
 // until its outboxes were empty (0 without any), and the process's peak RSS
 // in bytes.
-func process(ctx context.Context, o Options, brokers []string, progress io.Writer) (elapsed, delivered time.Duration, rss int64, err error) {
+func process(ctx context.Context, o Options, brokers []string, es *esNode, progress io.Writer) (elapsed, delivered time.Duration, rss, docs int64, err error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	cfgPath := filepath.Join(o.Dir, "pipetel.yaml")
-	cfg, err := processorConfig(o.Config, brokers, filepath.Join(o.Dir, "state"), addr)
+	cfg, err := processorConfig(o.Config, brokers, filepath.Join(o.Dir, "state"), addr, es)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return 0, 0, 0, fmt.Errorf("cannot write config %q: %w", cfgPath, err)
+		return 0, 0, 0, 0, fmt.Errorf("cannot write config %q: %w", cfgPath, err)
 	}
 	logPath := filepath.Join(o.Dir, "pipetel.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("cannot create log %q: %w", logPath, err)
+		return 0, 0, 0, 0, fmt.Errorf("cannot create log %q: %w", logPath, err)
 	}
 	defer logFile.Close()
 	cmd := exec.Command(o.Binary, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, fmt.Errorf("cannot start %q: %w", o.Binary, err)
+		return 0, 0, 0, 0, fmt.Errorf("cannot start %q: %w", o.Binary, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -196,12 +237,12 @@ func process(ctx context.Context, o Options, brokers []string, progress io.Write
 		select {
 		case <-ctx.Done():
 			stop()
-			return 0, 0, 0, ctx.Err()
+			return 0, 0, 0, 0, ctx.Err()
 		case err := <-exited:
-			return 0, 0, 0, fmt.Errorf("%w: pipetel run exited (%v): %s", ErrIncomplete, err, lastLines(logPath, 5))
+			return 0, 0, 0, 0, fmt.Errorf("%w: pipetel run exited (%v): %s", ErrIncomplete, err, lastLines(logPath, 5))
 		case <-deadline.C:
 			stop()
-			return 0, 0, 0, fmt.Errorf("%w: not within %v; see %s", ErrIncomplete, o.Timeout, logPath)
+			return 0, 0, 0, 0, fmt.Errorf("%w: not within %v; see %s", ErrIncomplete, o.Timeout, logPath)
 		case <-tick.C:
 		}
 		sums, err := scrape(ctx, client, addr)
@@ -213,12 +254,21 @@ func process(ctx context.Context, o Options, brokers []string, progress io.Write
 			elapsed = time.Since(started)
 		}
 		if _, outboxes := sums["pipetel_outbox_depth"]; elapsed > 0 && (!outboxes || sums["pipetel_outbox_depth"] == 0) {
+			if es != nil {
+				// Accepted by the node is not yet searchable: until a
+				// refresh shows every document.
+				docs = int64(sums["events_total"] + sums["network_operations_total"])
+				if err := es.waitCount(ctx, es.pipetelIndexes(), docs, o.Timeout); err != nil {
+					stop()
+					return 0, 0, 0, 0, err
+				}
+			}
 			if outboxes {
 				delivered = time.Since(started)
 			}
 			rss, err := peakRSS(cmd.Process.Pid)
 			stop()
-			return elapsed, delivered, rss, err
+			return elapsed, delivered, rss, docs, err
 		}
 		if time.Now().After(nextReport) {
 			fmt.Fprintf(progress, "pipetel bench: %d of %d tasks finished, %.0f metrics in outboxes after %.0fs\n",
@@ -231,7 +281,7 @@ func process(ctx context.Context, o Options, brokers []string, progress io.Write
 // processorConfig is the user's YAML with the bench's own brokers, group,
 // state directory and listen address set over it, and warn-level logs
 // unless the user chose a level.
-func processorConfig(user string, brokers []string, stateDir, addr string) ([]byte, error) {
+func processorConfig(user string, brokers []string, stateDir, addr string, es *esNode) ([]byte, error) {
 	tree := map[string]any{}
 	if err := yaml.Unmarshal([]byte(user), &tree); err != nil {
 		return nil, fmt.Errorf("cannot decode the bench's --config: %w", err)
@@ -251,6 +301,15 @@ func processorConfig(user string, brokers []string, stateDir, addr string) ([]by
 	section("processor")["group_id"] = group
 	section("state")["dir"] = stateDir
 	section("http")["listen"] = addr
+	if es != nil {
+		sinks := section("sinks")
+		esCfg, ok := sinks["elasticsearch"].(map[string]any)
+		if !ok {
+			esCfg = map[string]any{}
+			sinks["elasticsearch"] = esCfg
+		}
+		esCfg["enabled"], esCfg["hosts"], esCfg["index_prefix"] = true, []string{es.url}, es.prefix
+	}
 	if _, ok := section("log")["level"]; !ok {
 		section("log")["level"] = "warn"
 	}

@@ -90,7 +90,7 @@ func TestGenerate(t *testing.T) {
 func TestProcessorConfig(t *testing.T) {
 	f := func(user, want string) {
 		t.Helper()
-		got, err := processorConfig(user, []string{"127.0.0.1:1"}, "/s", "127.0.0.1:2")
+		got, err := processorConfig(user, []string{"127.0.0.1:1"}, "/s", "127.0.0.1:2", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestProcessorConfig(t *testing.T) {
 	f("", "http:\n    listen: 127.0.0.1:2\nlog:\n    level: warn\nprocessor:\n    brokers:\n        - 127.0.0.1:1\n    group_id: pipetel-bench\nstate:\n    dir: /s\n")
 	f("http: {pprof: true, listen: 0.0.0.0:1}\nlog: {level: info}\nprocessor: {batch_size: 5000}\n",
 		"http:\n    listen: 127.0.0.1:2\n    pprof: true\nlog:\n    level: info\nprocessor:\n    batch_size: 5000\n    brokers:\n        - 127.0.0.1:1\n    group_id: pipetel-bench\nstate:\n    dir: /s\n")
-	if _, err := processorConfig("processor: [", nil, "", ""); err == nil {
+	if _, err := processorConfig("processor: [", nil, "", "", nil); err == nil {
 		t.Error("a config that does not decode was accepted")
 	}
 }
