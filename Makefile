@@ -6,7 +6,7 @@ GO       ?= go
 SERVICES := deploy/local/services
 PKGS     := ./...
 
-.PHONY: all build vet test test-embedded services services-down fuzz bench dev
+.PHONY: all build vet test test-embedded services services-down fuzz bench dev image
 
 all: build vet
 
@@ -43,3 +43,8 @@ bench:
 
 dev:
 	$(GO) run ./cmd/pipetel dev
+
+# The container image (buildah, FROM scratch), checked by running
+# `pipetel version` inside it.
+image:
+	deploy/image/build pipetel:latest

@@ -77,7 +77,8 @@ func TestConfigMaxLabelValues(t *testing.T) {
 
 func TestFlagsOverrideConfig(t *testing.T) {
 	path := writeConfig(t, "processor: {brokers: [\"file:1\"], group_id: g1}\nstate: {dir: /from/file}\nhttp: {listen: 127.0.0.1:1}\n")
-	f, err := parseRunFlags("run", []string{"--config", path, "--brokers", "a:1,b:2", "--state-dir", "/from/flag", "--listen", "127.0.0.1:2", "--group", "g2"})
+	f, err := parseRunFlags("run", []string{"--config", path, "--brokers", "a:1,b:2", "--state-dir", "/from/flag", "--listen", "127.0.0.1:2", "--group", "g2",
+		"--advertise-http", "pipetel-1.pipetel-members.telemetry.svc:9464"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,8 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(cfg.Processor.Brokers, ",") != "a:1,b:2" || cfg.State.Dir != "/from/flag" || cfg.HTTP.Listen != "127.0.0.1:2" || cfg.Processor.GroupID != "g2" {
+	if strings.Join(cfg.Processor.Brokers, ",") != "a:1,b:2" || cfg.State.Dir != "/from/flag" || cfg.HTTP.Listen != "127.0.0.1:2" || cfg.Processor.GroupID != "g2" ||
+		cfg.Processor.AdvertiseHTTP != "pipetel-1.pipetel-members.telemetry.svc:9464" {
 		t.Fatalf("flags did not override: %+v", cfg)
 	}
 }

@@ -16,6 +16,9 @@ type runFlags struct {
 	listen  string
 	dir     string
 	group   string
+	// advertise overrides processor.advertise_http: in Kubernetes,
+	// --advertise-http=$(POD_NAME).pipetel-members:9464 from the pod's name.
+	advertise string
 }
 
 func parseRunFlags(name string, args []string) (runFlags, error) {
@@ -26,6 +29,7 @@ func parseRunFlags(name string, args []string) (runFlags, error) {
 	fs.StringVar(&f.listen, "listen", "", "HTTP listen address (overrides http.listen)")
 	fs.StringVar(&f.dir, "state-dir", "", "state directory (overrides state.dir)")
 	fs.StringVar(&f.group, "group", "", "consumer group (overrides processor.group_id)")
+	fs.StringVar(&f.advertise, "advertise-http", "", "host:port other instances reach this one's API at (overrides processor.advertise_http)")
 	return f, fs.Parse(args)
 }
 
@@ -46,6 +50,9 @@ func (f runFlags) load() (Config, error) {
 	}
 	if f.group != "" {
 		cfg.Processor.GroupID = f.group
+	}
+	if f.advertise != "" {
+		cfg.Processor.AdvertiseHTTP = f.advertise
 	}
 	cfg.withDefaults()
 	return cfg, cfg.Validate()
