@@ -110,6 +110,16 @@ func (c *changelog) end(ctx context.Context, u state.Unit) (int64, error) {
 	return 0, fmt.Errorf("cannot read end of changelog %q partition %d: not in the answer", topic, u.Partition)
 }
 
+// minInsync is the changelog topics' min.insync.replicas for a
+// replication factor: 2 from three replicas up (one broker may be down
+// without stopping appends), else 1.
+func minInsync(replication int) int {
+	if replication >= 3 {
+		return 2
+	}
+	return 1
+}
+
 // ensure creates the changelog topics that are missing, compacted, with the
 // input topics' partition counts, and checks the ones that exist.
 func (c *changelog) ensure(ctx context.Context) error {
@@ -149,6 +159,9 @@ func (c *changelog) ensure(ctx context.Context) error {
 			ConfigEntries: []kafka.ConfigEntry{
 				{ConfigName: "cleanup.policy", ConfigValue: "compact"},
 				{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(changelogMaxBytes)},
+				// acks=all then means written to more than the leader alone
+				// once there are replicas to write to.
+				{ConfigName: "min.insync.replicas", ConfigValue: fmt.Sprint(minInsync(c.cfg.ReplicationFactor))},
 			},
 		})
 	}

@@ -110,7 +110,7 @@ func devCommand(ctx context.Context, args []string) error {
 	}
 	gen := newSynthetic(producer, *seed)
 	started := time.Now()
-	progress := newProgress(os.Stdout, a.store, gen, started)
+	progress := newProgress(os.Stderr, a.store, gen, started) // stdout carries only the summary line: pipetel dev --tasks N | jq
 	progCtx, stopProgress := context.WithCancel(ctx)
 	progDone := make(chan struct{})
 	go func() { progress.run(progCtx); close(progDone) }()

@@ -9,14 +9,51 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; a plain
+// go build or go run reports the module version or VCS revision instead.
 var version = "dev"
+
+// versionString is what pipetel version prints after "pipetel ".
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "dev-" + rev
+}
 
 const usage = `usage: pipetel <command> [flags]
 
@@ -49,12 +86,15 @@ func main() {
 	case "validate":
 		err = validateCommand(args)
 	case "version":
-		fmt.Println("pipetel", version)
+		fmt.Println("pipetel", versionString())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
 		fmt.Fprintf(os.Stderr, "pipetel: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // the flag set printed the help, as asked
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pipetel:", err)
