@@ -9,6 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -83,7 +84,7 @@ func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 	for i, in := range invalid {
 		msgs[i] = deadLetter(in, errorCode(in.err), d.maxBytes)
 	}
-	backoff := 100 * time.Millisecond
+	wait := backoff.New(100*time.Millisecond, 5*time.Second, backoff.None)
 	for attempt := 1; ; attempt++ {
 		err := d.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -106,11 +107,9 @@ func (d *deadLetters) send(ctx context.Context, invalid []decoded) error {
 				return nil
 			}
 		}
-		if attempt == 10 || ctx.Err() != nil {
+		if attempt == 10 || !wait.Sleep(ctx) {
 			return fmt.Errorf("cannot write %d records to dead-letter topic %q: %w", len(msgs), d.w.Topic, err)
 		}
-		sleepCtx(ctx, backoff)
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

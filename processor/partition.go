@@ -9,6 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -447,14 +448,7 @@ func (c *partitionConsumer) paused() bool {
 	return cfg.OpenTaskPolicy == PolicyPause && c.p.store.OpenTasksOf(c.unit) >= cfg.MaxOpenTasks
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) { backoff.Wait(ctx, d) }
 
 // applyValid applies the batch's valid records and its last offset in one
 // transaction. A batch too big for one transaction is split in halves, each

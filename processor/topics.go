@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/internal/backoff"
 )
 
 // errTopicNotVisible is wrapped when a topic that should exist (created by
@@ -31,15 +33,20 @@ func retryableSetup(err error) bool {
 // deadline passes, waiting a little longer after each retryable failure.
 func setupWithRetry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
 	deadline := time.Now().Add(topicSetupDeadline)
-	wait := 100 * time.Millisecond
+	b := backoff.New(100*time.Millisecond, 2*time.Second, backoff.None)
 	for attempt := 1; ; attempt++ {
 		err := step(ctx)
-		if err == nil || !retryableSetup(err) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+		if err == nil || !retryableSetup(err) || ctx.Err() != nil {
+			return err
+		}
+		wait := b.Next()
+		if time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		log.Info("topics not ready; retrying", "step", what, "attempt", attempt, "retry_in", wait, "err", err)
-		sleepCtx(ctx, wait)
-		wait = min(2*wait, 2*time.Second)
+		if !backoff.Wait(ctx, wait) {
+			return err
+		}
 	}
 }
 

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
@@ -99,7 +99,7 @@ func NewDelivery(pub Publisher, outbox Outbox, dead DeadLetterer, cfg DeliveryCo
 // outbox for the next start.
 func (d *Delivery) Run(ctx context.Context) error {
 	name := d.pub.Name()
-	backoff := d.cfg.MinBackoff
+	retry := backoff.New(d.cfg.MinBackoff, d.cfg.MaxBackoff, backoff.Full)
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for ctx.Err() == nil {
@@ -120,17 +120,13 @@ func (d *Delivery) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
+			wait := retry.Next()
 			d.log.Warn("cannot publish; will retry", "items", len(items)-done, "retry_in", wait.Round(time.Millisecond), "err", err)
 			d.m.retried.Add(float64(len(items) - done))
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-			backoff = min(2*backoff, d.cfg.MaxBackoff)
+			backoff.Wait(ctx, wait)
 			continue
 		}
-		backoff = d.cfg.MinBackoff
+		retry.Reset()
 	}
 	return nil
 }

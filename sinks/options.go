@@ -3,11 +3,12 @@ package sinks
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pipetel/pipetel/internal/backoff"
 )
 
 // Option tunes a publisher beyond its configuration file. Options that do not
@@ -15,7 +16,7 @@ import (
 type Option func(*options)
 
 type options struct {
-	retry     backoff
+	retry     retryPolicy
 	transport http.RoundTripper
 	now       func() time.Time
 	logger    *slog.Logger
@@ -27,7 +28,7 @@ type options struct {
 
 func newOptions(opts []Option) options {
 	o := options{
-		retry: backoff{attempts: 4, initial: 200 * time.Millisecond, max: 5 * time.Second},
+		retry: retryPolicy{attempts: 4, initial: 200 * time.Millisecond, max: 5 * time.Second},
 		now:   time.Now,
 	}
 	for _, opt := range opts {
@@ -43,7 +44,7 @@ func newOptions(opts []Option) options {
 // half. Default: 4 attempts, 200ms, 5s. attempts below 1 count as 1.
 func WithRetry(attempts int, initial, max time.Duration) Option {
 	return func(o *options) {
-		o.retry = backoff{attempts: attempts, initial: initial, max: max}
+		o.retry = retryPolicy{attempts: attempts, initial: initial, max: max}
 	}
 }
 
@@ -102,31 +103,19 @@ func WithMaxLabelValues(n int) Option {
 	return func(o *options) { o.maxLabelValues = n }
 }
 
-// backoff is exponential backoff with jitter, bounded by attempts.
-type backoff struct {
+// retryPolicy is exponential backoff with jitter, bounded by attempts.
+type retryPolicy struct {
 	attempts     int
 	initial, max time.Duration
 }
 
 // more reports whether another try may follow try number done (1-based).
-func (b backoff) more(done int) bool { return done < b.attempts }
+func (b retryPolicy) more(done int) bool { return done < b.attempts }
 
 // wait sleeps before the try after try number done, or returns ctx's error.
-func (b backoff) wait(ctx context.Context, done int) error {
-	d := b.initial
-	for i := 1; i < done && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	if d > 1 {
-		d -= rand.N(d / 2)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+func (b retryPolicy) wait(ctx context.Context, done int) error {
+	if !backoff.Wait(ctx, backoff.Delay(done, b.initial, b.max, backoff.Half)) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }

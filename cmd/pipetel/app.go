@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
@@ -231,7 +232,7 @@ func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc sinks.D
 	if maxWait <= 0 {
 		maxWait = 30 * time.Second
 	}
-	wait := minWait
+	b := backoff.New(minWait, maxWait, backoff.None)
 	for attempt := 1; ; attempt++ {
 		err := es.Setup(ctx)
 		if err == nil {
@@ -245,14 +246,12 @@ func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc sinks.D
 		if errors.Is(err, sinks.ErrPermanent) {
 			level = slog.LevelError // 4xx: the configuration, not the network
 		}
+		wait := b.Next()
 		log.Log(ctx, level, "cannot install elasticsearch index template; deliveries wait for it", "publisher", es.Name(),
 			"attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, wait) {
 			return false
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, maxWait)
 	}
 }
 
