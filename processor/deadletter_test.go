@@ -7,17 +7,13 @@ import (
 	"testing"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/internal/deadletter"
 )
 
 func TestDeadLetterFitsTheBound(t *testing.T) {
 	const maxBytes = 1_000_000
-	size := func(m kafka.Message) int {
-		n := len(m.Key) + len(m.Value) + recordOverhead
-		for _, h := range m.Headers {
-			n += len(h.Key) + len(h.Value) + 8
-		}
-		return n
-	}
+	size := deadletter.Size
 	header := func(m kafka.Message, key string) (string, bool) {
 		for _, h := range m.Headers {
 			if h.Key == key {

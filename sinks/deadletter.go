@@ -4,35 +4,33 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/deadletter"
 	"github.com/pipetel/pipetel/state"
 )
 
-// Headers of a dead-lettered metric. The value is the metric's JSON, the key
-// its task_id.
+// Headers of a dead-lettered metric (internal/deadletter defines them). The
+// value is the metric's JSON, the key its task_id.
 const (
-	HeaderReason     = "pipetel-error"
-	HeaderPublisher  = "pipetel-publisher"
-	HeaderMetricType = "pipetel-metric-type"
+	HeaderReason     = deadletter.HeaderError
+	HeaderPublisher  = deadletter.HeaderPublisher
+	HeaderMetricType = deadletter.HeaderMetricType
 )
 
 // KafkaDeadLetter writes rejected metrics to a Kafka topic.
 type KafkaDeadLetter struct {
-	w *kafka.Writer
+	w *deadletter.Writer
 }
 
 var _ DeadLetterer = (*KafkaDeadLetter)(nil)
 
-// NewKafkaDeadLetter writes to topic on brokers with acks=all.
+// NewKafkaDeadLetter writes to topic on brokers with acks=all, once per
+// call: a failed call leaves the metrics in the outbox, and the delivery
+// retries them with its backoff.
 func NewKafkaDeadLetter(brokers []string, topic string) *KafkaDeadLetter {
-	return &KafkaDeadLetter{w: &kafka.Writer{
-		Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
-		AllowAutoTopicCreation: true, Transport: &kafka.Transport{},
-	}}
+	return &KafkaDeadLetter{w: deadletter.New(deadletter.Config{Brokers: brokers, Topic: topic, Attempts: 1})}
 }
 
 // DeadLetter writes items with the reason in headers.
@@ -50,16 +48,12 @@ func (k *KafkaDeadLetter) DeadLetter(ctx context.Context, publisher string, item
 		if err != nil {
 			return fmt.Errorf("cannot encode dead letter of %q: %w", key, err)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(key), Value: data, Headers: []kafka.Header{
-			{Key: HeaderReason, Value: []byte(reason.Error())},
-			{Key: HeaderPublisher, Value: []byte(publisher)},
-			{Key: HeaderMetricType, Value: []byte(typ)},
-		}})
+		msgs = append(msgs, deadletter.Record([]byte(key), data, reason.Error(),
+			kafka.Header{Key: HeaderPublisher, Value: []byte(publisher)},
+			kafka.Header{Key: HeaderMetricType, Value: []byte(typ)},
+		))
 	}
-	if err := k.w.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("cannot write %d dead letters to %q: %w", len(msgs), k.w.Topic, err)
-	}
-	return nil
+	return k.w.Write(ctx, msgs, nil)
 }
 
 // Close flushes and closes the writer.
