@@ -70,7 +70,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithGatherer makes Grafana Cloud push the series that g gathers instead of
 // its own aggregation of the metrics it is given: pipetel passes a registry
-// holding the state-backed aggregates (NewStateMetrics), which stay exact
+// holding the state-backed aggregates (delivery.NewStateMetrics), which stay exact
 // across restarts and partition moves. PublishEvents and PublishNetwork then
 // do nothing, so the publisher needs no outbox, and GrafanaCloudConfig.Metrics
 // does not apply. Default: none (push the aggregation of what was published).

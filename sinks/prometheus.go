@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 var _ Publisher = (*Prometheus)(nil)
@@ -24,8 +23,8 @@ var _ Publisher = (*Prometheus)(nil)
 // millisecond to tens of seconds. Do not modify them; PrometheusConfig copies
 // them.
 var (
-	DefaultDurationBuckets = state.DefaultDurationBuckets
-	DefaultLatencyBuckets  = state.DefaultLatencyBuckets
+	DefaultDurationBuckets = schemas.DefaultDurationBuckets
+	DefaultLatencyBuckets  = schemas.DefaultLatencyBuckets
 )
 
 // DefaultMaxHosts is PrometheusConfig.MaxHosts when it is 0.
@@ -38,11 +37,11 @@ const OtherHost = "other"
 // DefaultMaxLabelValues is how many distinct event_name (and, separately,
 // operation) label values the in-memory series take when
 // WithMaxLabelValues is not given: the state store's default.
-const DefaultMaxLabelValues = state.DefaultMaxLabelValues
+const DefaultMaxLabelValues = schemas.DefaultMaxLabelValues
 
 // OtherLabelValue is the event_name (operation) of the metrics of names seen
 // after the cap; a metric really named "other" shares its series.
-const OtherLabelValue = state.OtherLabelValue
+const OtherLabelValue = schemas.OtherLabelValue
 
 // nativeBucketFactor is the native histograms' growth factor between buckets
 // (about 7% relative error); nativeMaxBuckets and nativeMinReset bound their

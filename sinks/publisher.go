@@ -1,7 +1,8 @@
-// Package sinks delivers finished metrics to the backends that users query:
-// Prometheus, Elasticsearch and Grafana Cloud. Every publisher takes batches,
-// honours its context and returns errors; the composite and the outbox decide
-// what to retry, what to keep and what to dead-letter.
+// Package sinks holds the publishers of finished metrics to the backends that
+// users query: Prometheus, Elasticsearch, Grafana Cloud (remote write). A
+// publisher knows only schemas: it takes batches of metrics, honours its
+// context and returns errors that say what failed (errors.go); package
+// delivery decides what to retry, what to keep and what to dead-letter.
 package sinks
 
 import (

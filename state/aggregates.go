@@ -25,8 +25,8 @@ const (
 
 // Default histogram bounds, in seconds, when Options leave them empty.
 var (
-	DefaultDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
-	DefaultLatencyBuckets  = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+	DefaultDurationBuckets = schemas.DefaultDurationBuckets
+	DefaultLatencyBuckets  = schemas.DefaultLatencyBuckets
 )
 
 // Aggregates are one unit's counters and histograms over the metrics it

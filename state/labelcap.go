@@ -5,15 +5,17 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pipetel/pipetel/schemas"
 )
 
 // DefaultMaxLabelValues is Options.MaxLabelValues when it is 0 or less.
-const DefaultMaxLabelValues = 1000
+const DefaultMaxLabelValues = schemas.DefaultMaxLabelValues
 
 // OtherLabelValue is the event name (network: operation) under which a unit
 // counts the metrics of names it has no room for. A metric really named
 // "other" shares that series.
-const OtherLabelValue = "other"
+const OtherLabelValue = schemas.OtherLabelValue
 
 // aggNameKind marks a name that has series of its own: tag + p + 'n' + the
 // name (the rest of the key, so no escaping) → empty. One Get tells a

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pipetel/pipetel/delivery"
 	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
@@ -77,7 +78,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a.store = store
 	if promOn && cfg.Sinks.Prometheus.Mode == "state" {
-		a.reg.MustRegister(sinks.NewStateMetrics(store))
+		a.reg.MustRegister(delivery.NewStateMetrics(store))
 	}
 	a.closeFunc = append(a.closeFunc, store.Close)
 	var pushers []component
@@ -113,7 +114,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.closeFunc = append(a.closeFunc, cluster.Close)
-	dead := sinks.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic)
+	dead := delivery.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic)
 	a.closeFunc = append(a.closeFunc, dead.Close)
 
 	mux := http.NewServeMux()
@@ -136,7 +137,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	a.comps = append(a.comps, component{"http", a.serveHTTP})
 	a.comps = append(a.comps, component{"state-gc", func(ctx context.Context) error { return store.RunGC(ctx, cfg.State.GCInterval) }})
 	for _, p := range pubs {
-		d, err := sinks.NewDelivery(p, store, dead, cfg.Sinks.Delivery, a.reg, log)
+		d, err := delivery.NewDelivery(p, store, dead, cfg.Sinks.Delivery, a.reg, log)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -203,7 +204,7 @@ func (a *app) close() error {
 // aggregation alike, should it ever run without the gatherer.
 func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prometheus.Registerer, log *slog.Logger, maxLabels int) (component, error) {
 	series := prometheus.NewRegistry()
-	series.MustRegister(sinks.NewStateMetrics(store))
+	series.MustRegister(delivery.NewStateMetrics(store))
 	gc, err := sinks.NewGrafanaCloud(cfg, sinks.WithGatherer(series), sinks.WithRegisterer(reg), sinks.WithLogger(log),
 		sinks.WithMaxLabelValues(maxLabels))
 	if err != nil {
@@ -224,7 +225,7 @@ func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prome
 // setupElasticsearch installs the index template, retrying with backoff
 // until it succeeds (true) or ctx ends (false). It runs inside the delivery
 // component, so an unreachable cluster delays only its own deliveries.
-func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc sinks.DeliveryConfig, log *slog.Logger) bool {
+func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc delivery.DeliveryConfig, log *slog.Logger) bool {
 	minWait, maxWait := dc.MinBackoff, dc.MaxBackoff
 	if minWait <= 0 {
 		minWait = 100 * time.Millisecond

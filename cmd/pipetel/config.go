@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pipetel/pipetel/delivery"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
@@ -83,10 +84,10 @@ type HTTPConfig struct {
 
 // SinksConfig selects the publishers.
 type SinksConfig struct {
-	Prometheus    PrometheusSink       `yaml:"prometheus"`
-	Elasticsearch ElasticsearchSink    `yaml:"elasticsearch"`
-	GrafanaCloud  GrafanaCloudSink     `yaml:"grafana_cloud"`
-	Delivery      sinks.DeliveryConfig `yaml:"delivery"`
+	Prometheus    PrometheusSink          `yaml:"prometheus"`
+	Elasticsearch ElasticsearchSink       `yaml:"elasticsearch"`
+	GrafanaCloud  GrafanaCloudSink        `yaml:"grafana_cloud"`
+	Delivery      delivery.DeliveryConfig `yaml:"delivery"`
 }
 
 // ElasticsearchSink indexes finished metrics into Elasticsearch (or
@@ -104,7 +105,7 @@ func (s ElasticsearchSink) String() string {
 }
 
 // GrafanaCloudSink pushes the state-backed counters and histograms (the
-// series of sinks.NewStateMetrics) with Prometheus remote write. It has no
+// series of delivery.NewStateMetrics) with Prometheus remote write. It has no
 // outbox: every push carries the cumulative values.
 type GrafanaCloudSink struct {
 	// Enabled defaults to false.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/delivery"
 	"github.com/pipetel/pipetel/sinks"
 )
 
@@ -185,7 +186,7 @@ func TestSetupElasticsearchRetries(t *testing.T) {
 	must(t, err)
 	var logged strings.Builder
 	log := slog.New(slog.NewTextHandler(&logged, nil))
-	dc := sinks.DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+	dc := delivery.DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 	if !setupElasticsearch(context.Background(), es, dc, log) {
 		t.Fatal("setupElasticsearch gave up")
 	}

@@ -1,4 +1,4 @@
-package sinks
+package delivery
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
 )
 
@@ -104,16 +105,16 @@ func fill(t *testing.T, n int) *state.Store {
 func TestDelivery(t *testing.T) {
 	reject := func(bad ...string) func([]string) error {
 		return func([]string) error {
-			var items []Rejected
+			var items []sinks.Rejected
 			for _, id := range bad {
-				items = append(items, Rejected{ID: id, Status: 400, Reason: "mapper_parsing_exception"})
+				items = append(items, sinks.Rejected{ID: id, Status: 400, Reason: "mapper_parsing_exception"})
 			}
-			return &RejectedError{Publisher: "scripted", Items: items}
+			return &sinks.RejectedError{Publisher: "scripted", Items: items}
 		}
 	}
-	retryable := func([]string) error { return &HTTPError{Publisher: "scripted", StatusCode: 503} }
+	retryable := func([]string) error { return &sinks.HTTPError{Publisher: "scripted", StatusCode: 503} }
 	auth := func([]string) error {
-		return fmt.Errorf("%w: %w", ErrAuth, &HTTPError{Publisher: "scripted", StatusCode: 401})
+		return fmt.Errorf("%w: %w", sinks.ErrAuth, &sinks.HTTPError{Publisher: "scripted", StatusCode: 401})
 	}
 	cases := []struct {
 		name        string
@@ -130,7 +131,7 @@ func TestDelivery(t *testing.T) {
 		{name: "rejected and retryable", answers: []func([]string) error{func(ids []string) error { return errors.Join(reject("t2")(ids), retryable(ids)) }},
 			wantCalls: 2, wantDead: []string{"t2"}, wantSent: 2, wantRetried: 2},
 		{name: "whole batch refused for good", answers: []func([]string) error{func([]string) error {
-			return fmt.Errorf("%w: %w", ErrPermanent, &HTTPError{Publisher: "scripted", StatusCode: 400})
+			return fmt.Errorf("%w: %w", sinks.ErrPermanent, &sinks.HTTPError{Publisher: "scripted", StatusCode: 400})
 		}}, wantCalls: 1, wantDead: []string{"t0", "t1", "t2"}},
 		{name: "authentication failure keeps everything", answers: []func([]string) error{auth, auth}, wantCalls: 3, wantSent: 3, wantRetried: 6},
 	}

@@ -1,4 +1,13 @@
-package sinks
+// Package delivery moves finished metrics from the state store to the
+// backends: one Delivery per publisher drains that publisher's outbox in
+// batches, at least once, retrying with backoff, dead-lettering what the
+// backend rejected for good (KafkaDeadLetter) and exporting its progress
+// (pipetel_publish_*, pipetel_outbox_*); a deep outbox pauses the
+// processor's fetches (backpressure). StateMetrics exports the aggregates
+// kept in the state, for /metrics and the Grafana Cloud push. The
+// publishers themselves (package sinks) know only schemas; this package is
+// where state's outbox items become schemas metrics.
+package delivery
 
 import (
 	"context"
@@ -11,6 +20,7 @@ import (
 
 	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/schemas"
+	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
 )
 
@@ -72,7 +82,7 @@ func (c DeliveryConfig) withDefaults() DeliveryConfig {
 // good. A slow or failing backend only grows its own outbox: every publisher
 // has its own Delivery, so the others go on.
 type Delivery struct {
-	pub    Publisher
+	pub    sinks.Publisher
 	outbox Outbox
 	dead   DeadLetterer
 	cfg    DeliveryConfig
@@ -82,7 +92,7 @@ type Delivery struct {
 
 // NewDelivery builds the delivery loop of pub. Its metrics are registered on
 // reg with a publisher label.
-func NewDelivery(pub Publisher, outbox Outbox, dead DeadLetterer, cfg DeliveryConfig, reg prometheus.Registerer, log *slog.Logger) (*Delivery, error) {
+func NewDelivery(pub sinks.Publisher, outbox Outbox, dead DeadLetterer, cfg DeliveryConfig, reg prometheus.Registerer, log *slog.Logger) (*Delivery, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -177,7 +187,7 @@ func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call f
 		return len(items), d.ack(items)
 	}
 	d.m.failed.Add(float64(len(items)))
-	var rej *RejectedError
+	var rej *sinks.RejectedError
 	switch {
 	case errors.As(err, &rej):
 		bad := map[string]bool{}
@@ -200,9 +210,9 @@ func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call f
 			return len(items), d.ack(rest)
 		}
 		return len(dead), err // the rest is retried; resending accepted items is idempotent by id
-	case errors.Is(err, ErrAuth):
+	case errors.Is(err, sinks.ErrAuth):
 		return 0, err // keep everything until the credentials are fixed
-	case errors.Is(err, ErrPermanent):
+	case errors.Is(err, sinks.ErrPermanent):
 		if err := d.deadLetter(ctx, items, err); err != nil {
 			return 0, err
 		}
@@ -212,7 +222,7 @@ func (d *Delivery) publish(ctx context.Context, items []state.OutboxItem, call f
 }
 
 // isOnly reports whether err carries nothing but rej.
-func isOnly(err error, rej *RejectedError) bool {
+func isOnly(err error, rej *sinks.RejectedError) bool {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range joined.Unwrap() {
 			if e != error(rej) {
