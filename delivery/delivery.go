@@ -105,9 +105,20 @@ func NewDelivery(pub sinks.Publisher, outbox Outbox, dead DeadLetterer, cfg Deli
 	return d, nil
 }
 
-// Run delivers until ctx is cancelled. What is not delivered stays in the
-// outbox for the next start.
+// Setupper is a publisher with something to set up in its backend before
+// its first delivery (Elasticsearch: the index template). Run calls Setup,
+// retrying with the delivery's backoff, before it delivers anything: an
+// unreachable backend delays only its own deliveries.
+type Setupper interface {
+	Setup(ctx context.Context) error
+}
+
+// Run sets the publisher up (see Setupper), then delivers until ctx is
+// cancelled. What is not delivered stays in the outbox for the next start.
 func (d *Delivery) Run(ctx context.Context) error {
+	if s, ok := d.pub.(Setupper); ok && !d.setup(ctx, s) {
+		return nil
+	}
 	name := d.pub.Name()
 	retry := backoff.New(d.cfg.MinBackoff, d.cfg.MaxBackoff, backoff.Full)
 	idle := time.NewTicker(time.Second)
@@ -139,6 +150,33 @@ func (d *Delivery) Run(ctx context.Context) error {
 		retry.Reset()
 	}
 	return nil
+}
+
+// setup runs s.Setup, retrying with backoff until it succeeds (true) or ctx
+// ends (false). A permanent error (4xx: the configuration, not the network)
+// is logged as an error, the others as warnings; both are retried.
+func (d *Delivery) setup(ctx context.Context, s Setupper) bool {
+	b := backoff.New(d.cfg.MinBackoff, d.cfg.MaxBackoff, backoff.None)
+	for attempt := 1; ; attempt++ {
+		err := s.Setup(ctx)
+		if err == nil {
+			d.log.Info("publisher set up", "attempts", attempt)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, sinks.ErrPermanent) {
+			level = slog.LevelError
+		}
+		wait := b.Next()
+		d.log.Log(ctx, level, "cannot set up publisher; deliveries wait for it",
+			"attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
+		if !backoff.Wait(ctx, wait) {
+			return false
+		}
+	}
 }
 
 // deliver publishes items, events then network operations, acknowledging

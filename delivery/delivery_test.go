@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +186,57 @@ func TestDelivery(t *testing.T) {
 				t.Errorf("dead-lettered metric %v, want %d", got, len(tc.wantDead))
 			}
 		})
+	}
+}
+
+// TestSetupRetries: a publisher with a Setup (Elasticsearch's index
+// template) is set up with backoff until the backend accepts it, and the
+// wait ends with the context.
+func TestSetupRetries(t *testing.T) {
+	var puts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method != http.MethodPut || r.URL.Path != "/_index_template/pipetel-setup" {
+			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		}
+		if puts.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":"not yet"}`)
+			return
+		}
+		io.WriteString(w, `{"acknowledged":true}`)
+	}))
+	defer srv.Close()
+	es, err := sinks.NewElasticsearch(sinks.ElasticsearchConfig{Hosts: []string{srv.URL}, IndexPrefix: "pipetel-setup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	dc := DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+	d, err := NewDelivery(es, fill(t, 0), nil, dc, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.setup(context.Background(), es) {
+		t.Fatal("setup gave up")
+	}
+	if n := puts.Load(); n != 3 {
+		t.Errorf("%d template requests, want 3", n)
+	}
+	if got := strings.Count(logged.String(), "level=WARN msg=\"cannot set up publisher; deliveries wait for it\" publisher=elasticsearch"); got != 2 {
+		t.Errorf("%d warnings logged, want 2:\n%s", got, logged.String())
+	}
+
+	// A node that never answers: the wait ends with the context, and so
+	// does Run, before delivering anything.
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if d.setup(ctx, es) {
+		t.Fatal("setup succeeded against a closed server")
+	}
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

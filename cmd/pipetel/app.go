@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pipetel/pipetel/delivery"
-	"github.com/pipetel/pipetel/internal/backoff"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
@@ -142,16 +141,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 			a.close()
 			return nil, err
 		}
-		run := d.Run
-		if es != nil && p == sinks.Publisher(es) {
-			run = func(ctx context.Context) error {
-				if !setupElasticsearch(ctx, es, cfg.Sinks.Delivery, log) {
-					return nil
-				}
-				return d.Run(ctx)
-			}
-		}
-		a.comps = append(a.comps, component{"delivery/" + p.Name(), run})
+		a.comps = append(a.comps, component{"delivery/" + p.Name(), d.Run})
 	}
 	// After the processor has stopped, a pusher's final push carries every
 	// applied record.
@@ -220,40 +210,6 @@ func newGrafanaCloud(cfg sinks.GrafanaCloudConfig, store *state.Store, reg prome
 		}
 		return nil
 	}}, nil
-}
-
-// setupElasticsearch installs the index template, retrying with backoff
-// until it succeeds (true) or ctx ends (false). It runs inside the delivery
-// component, so an unreachable cluster delays only its own deliveries.
-func setupElasticsearch(ctx context.Context, es *sinks.Elasticsearch, dc delivery.DeliveryConfig, log *slog.Logger) bool {
-	minWait, maxWait := dc.MinBackoff, dc.MaxBackoff
-	if minWait <= 0 {
-		minWait = 100 * time.Millisecond
-	}
-	if maxWait <= 0 {
-		maxWait = 30 * time.Second
-	}
-	b := backoff.New(minWait, maxWait, backoff.None)
-	for attempt := 1; ; attempt++ {
-		err := es.Setup(ctx)
-		if err == nil {
-			log.Info("elasticsearch index template installed", "publisher", es.Name(), "template", es.Config().IndexPrefix, "attempts", attempt)
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		level := slog.LevelWarn
-		if errors.Is(err, sinks.ErrPermanent) {
-			level = slog.LevelError // 4xx: the configuration, not the network
-		}
-		wait := b.Next()
-		log.Log(ctx, level, "cannot install elasticsearch index template; deliveries wait for it", "publisher", es.Name(),
-			"attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
-		if !backoff.Wait(ctx, wait) {
-			return false
-		}
-	}
 }
 
 // redactURL drops credentials and the query (some gateways put tokens there)

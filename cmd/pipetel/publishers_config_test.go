@@ -1,20 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/pipetel/pipetel/delivery"
-	"github.com/pipetel/pipetel/sinks"
 )
 
 func TestPublisherConfigErrors(t *testing.T) {
@@ -161,47 +153,5 @@ func TestPublishersWired(t *testing.T) {
 	}
 	if stateErrors != 1 {
 		t.Errorf("pipetel_state_metrics_errors_total has %d series on /metrics, want 1", stateErrors)
-	}
-}
-
-// TestSetupElasticsearchRetries: the template is installed with backoff
-// until the node accepts it, and the wait ends with the context.
-func TestSetupElasticsearchRetries(t *testing.T) {
-	var puts atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Elastic-Product", "Elasticsearch")
-		w.Header().Set("Content-Type", "application/json")
-		if r.Method != http.MethodPut || r.URL.Path != "/_index_template/pipetel-setup" {
-			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
-		}
-		if puts.Add(1) <= 2 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `{"error":"not yet"}`)
-			return
-		}
-		io.WriteString(w, `{"acknowledged":true}`)
-	}))
-	defer srv.Close()
-	es, err := sinks.NewElasticsearch(sinks.ElasticsearchConfig{Hosts: []string{srv.URL}, IndexPrefix: "pipetel-setup"})
-	must(t, err)
-	var logged strings.Builder
-	log := slog.New(slog.NewTextHandler(&logged, nil))
-	dc := delivery.DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
-	if !setupElasticsearch(context.Background(), es, dc, log) {
-		t.Fatal("setupElasticsearch gave up")
-	}
-	if n := puts.Load(); n != 3 {
-		t.Errorf("%d template requests, want 3", n)
-	}
-	if got := strings.Count(logged.String(), "level=WARN msg=\"cannot install elasticsearch index template; deliveries wait for it\""); got != 2 {
-		t.Errorf("%d warnings logged, want 2:\n%s", got, logged.String())
-	}
-
-	// A node that never answers: the wait ends with the context.
-	srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if setupElasticsearch(ctx, es, dc, slog.New(slog.DiscardHandler)) {
-		t.Fatal("setupElasticsearch succeeded against a closed server")
 	}
 }
