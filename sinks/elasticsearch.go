@@ -73,38 +73,44 @@ type ElasticsearchConfig struct {
 
 var indexPrefixRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
-// Validate reports the first invalid field. Empty fields with defaults are
-// valid.
+// ElasticsearchSection is where pipetel's configuration file holds the
+// Elasticsearch publisher; its validation errors name fields by this path.
+const ElasticsearchSection = "sinks.elasticsearch"
+
+// Validate reports the first invalid field by its path in the
+// configuration file (ElasticsearchSection), its value and what is
+// expected. Empty fields with defaults are valid.
 func (c ElasticsearchConfig) Validate() error {
+	const at = ElasticsearchSection
 	if len(c.Hosts) == 0 {
-		return errors.New(`invalid elasticsearch config: hosts is empty: want at least one URL such as "http://127.0.0.1:9200"`)
+		return fmt.Errorf(`%s.hosts: got none, expected at least one URL such as "http://127.0.0.1:9200"`, at)
 	}
 	for i, h := range c.Hosts {
 		u, err := url.Parse(h)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("invalid elasticsearch config: hosts[%d] %q: want an http:// or https:// URL with a host", i, h)
+			return fmt.Errorf("%s.hosts[%d]: got %q, expected an http:// or https:// URL with a host", at, i, h)
 		}
 		if u.User != nil {
-			return fmt.Errorf("invalid elasticsearch config: hosts[%d] %q: credentials in the URL are not allowed: use username/password or api_key", i, u.Redacted())
+			return fmt.Errorf("%s.hosts[%d]: got %q, expected no credentials in the URL: use username/password or api_key", at, i, u.Redacted())
 		}
 	}
 	if c.IndexPrefix != "" && (!indexPrefixRE.MatchString(c.IndexPrefix) || len(c.IndexPrefix) > 200) {
-		return fmt.Errorf("invalid elasticsearch config: index_prefix %q: want up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", c.IndexPrefix)
+		return fmt.Errorf("%s.index_prefix: got %q, expected up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", at, c.IndexPrefix)
 	}
 	if (c.Username == "") != (c.Password == "") {
-		return errors.New("invalid elasticsearch config: username and password: want both set or both empty")
+		return fmt.Errorf("%s.username/password: got one of them, expected both set or both empty", at)
 	}
 	if c.APIKey != "" && c.Username != "" {
-		return errors.New("invalid elasticsearch config: api_key and username are both set: want one way to authenticate")
+		return fmt.Errorf("%s.api_key/username: got both, expected one way to authenticate", at)
 	}
 	if c.FlushBytes < 0 {
-		return fmt.Errorf("invalid elasticsearch config: flush_bytes %d: want 0 (default %d) or more", c.FlushBytes, DefaultFlushBytes)
+		return fmt.Errorf("%s.flush_bytes: got %d, expected 0 (default %d) or more", at, c.FlushBytes, DefaultFlushBytes)
 	}
 	if c.FlushInterval < 0 {
-		return fmt.Errorf("invalid elasticsearch config: flush_interval %v: want 0 (default %v) or more", c.FlushInterval, DefaultFlushInterval)
+		return fmt.Errorf("%s.flush_interval: got %v, expected 0 (default %v) or more", at, c.FlushInterval, DefaultFlushInterval)
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("invalid elasticsearch config: timeout %v: want 0 (default %v) or more", c.Timeout, DefaultESTimeout)
+		return fmt.Errorf("%s.timeout: got %v, expected 0 (default %v) or more", at, c.Timeout, DefaultESTimeout)
 	}
 	return nil
 }

@@ -521,23 +521,23 @@ func TestElasticsearchConfigValidate(t *testing.T) {
 	}
 	f(func(*ElasticsearchConfig) {}, "")
 	f(func(c *ElasticsearchConfig) { c.Hosts = nil },
-		`invalid elasticsearch config: hosts is empty: want at least one URL such as "http://127.0.0.1:9200"`)
+		`sinks.elasticsearch.hosts: got none, expected at least one URL such as "http://127.0.0.1:9200"`)
 	f(func(c *ElasticsearchConfig) { c.Hosts = []string{"http://a:1", "localhost:9200"} },
-		`invalid elasticsearch config: hosts[1] "localhost:9200": want an http:// or https:// URL with a host`)
+		`sinks.elasticsearch.hosts[1]: got "localhost:9200", expected an http:// or https:// URL with a host`)
 	f(func(c *ElasticsearchConfig) { c.Hosts = []string{"https://u:pw@es:9200"} },
-		`invalid elasticsearch config: hosts[0] "https://u:xxxxx@es:9200": credentials in the URL are not allowed: use username/password or api_key`)
+		`sinks.elasticsearch.hosts[0]: got "https://u:xxxxx@es:9200", expected no credentials in the URL: use username/password or api_key`)
 	f(func(c *ElasticsearchConfig) { c.IndexPrefix = "Metrics" },
-		`invalid elasticsearch config: index_prefix "Metrics": want up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
+		`sinks.elasticsearch.index_prefix: got "Metrics", expected up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
 	f(func(c *ElasticsearchConfig) { c.Username = "elastic" },
-		"invalid elasticsearch config: username and password: want both set or both empty")
+		"sinks.elasticsearch.username/password: got one of them, expected both set or both empty")
 	f(func(c *ElasticsearchConfig) { c.Username, c.Password, c.APIKey = "u", "p", "k" },
-		"invalid elasticsearch config: api_key and username are both set: want one way to authenticate")
+		"sinks.elasticsearch.api_key/username: got both, expected one way to authenticate")
 	f(func(c *ElasticsearchConfig) { c.FlushBytes = -1 },
-		"invalid elasticsearch config: flush_bytes -1: want 0 (default 5242880) or more")
+		"sinks.elasticsearch.flush_bytes: got -1, expected 0 (default 5242880) or more")
 	f(func(c *ElasticsearchConfig) { c.FlushInterval = -time.Second },
-		"invalid elasticsearch config: flush_interval -1s: want 0 (default 5s) or more")
+		"sinks.elasticsearch.flush_interval: got -1s, expected 0 (default 5s) or more")
 	f(func(c *ElasticsearchConfig) { c.Timeout = -time.Second },
-		"invalid elasticsearch config: timeout -1s: want 0 (default 30s) or more")
+		"sinks.elasticsearch.timeout: got -1s, expected 0 (default 30s) or more")
 
 	if _, err := NewElasticsearch(ElasticsearchConfig{Hosts: ok.Hosts, CAFile: "/nonexistent/ca.pem"}); err == nil ||
 		!strings.Contains(err.Error(), `ca_file "/nonexistent/ca.pem"`) {

@@ -57,34 +57,37 @@ type GrafanaCloudConfig struct {
 	Metrics PrometheusConfig `yaml:"metrics"`
 }
 
-// Validate reports the first invalid field.
+// GrafanaCloudSection is where pipetel's configuration file holds the
+// Grafana Cloud publisher; its validation errors name fields by this path.
+const GrafanaCloudSection = "sinks.grafana_cloud"
+
+// Validate reports the first invalid field by its path in the
+// configuration file (GrafanaCloudSection), its value and what is expected.
 func (c GrafanaCloudConfig) Validate() error {
+	const at = GrafanaCloudSection
 	u, err := url.Parse(c.Endpoint)
 	if c.Endpoint == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("invalid grafanacloud config: endpoint %q: want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push", redactQuery(c.Endpoint))
+		return fmt.Errorf("%s.endpoint: got %q, expected an http:// or https:// remote-write URL such as https://<stack>/api/prom/push", at, redactQuery(c.Endpoint))
 	}
 	if u.User != nil {
-		return fmt.Errorf("invalid grafanacloud config: endpoint %q: credentials in the URL are not allowed: use instance_id and api_key", u.Redacted())
+		return fmt.Errorf("%s.endpoint: got %q, expected no credentials in the URL: use instance_id and api_key", at, u.Redacted())
 	}
 	if (c.InstanceID == "") != (c.APIKey == "") {
-		return errors.New("invalid grafanacloud config: instance_id and api_key: want both set or both empty")
+		return fmt.Errorf("%s.instance_id/api_key: got one of them, expected both set or both empty", at)
 	}
 	if c.PushInterval < 0 {
-		return fmt.Errorf("invalid grafanacloud config: push_interval %v: want 0 (default %v) or more", c.PushInterval, DefaultPushInterval)
+		return fmt.Errorf("%s.push_interval: got %v, expected 0 (default %v) or more", at, c.PushInterval, DefaultPushInterval)
 	}
 	if c.MaxSeriesPerRequest < 0 {
-		return fmt.Errorf("invalid grafanacloud config: max_series_per_request %d: want 0 (default %d) or more", c.MaxSeriesPerRequest, DefaultMaxSeriesPerRequest)
+		return fmt.Errorf("%s.max_series_per_request: got %d, expected 0 (default %d) or more", at, c.MaxSeriesPerRequest, DefaultMaxSeriesPerRequest)
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("invalid grafanacloud config: timeout %v: want 0 (default %v) or more", c.Timeout, DefaultPushTimeout)
+		return fmt.Errorf("%s.timeout: got %v, expected 0 (default %v) or more", at, c.Timeout, DefaultPushTimeout)
 	}
 	if c.Metrics.NativeHistograms {
-		return errors.New("invalid grafanacloud config: metrics.native_histograms true: want false (remote write 1.0 carries classic histograms only)")
+		return fmt.Errorf("%s.metrics.native_histograms: got true, expected false (remote write 1.0 carries classic histograms only)", at)
 	}
-	if err := c.Metrics.Validate(); err != nil {
-		return fmt.Errorf("invalid grafanacloud config: metrics: %w", err)
-	}
-	return nil
+	return c.Metrics.validate(at + ".metrics")
 }
 
 func (c GrafanaCloudConfig) withDefaults() GrafanaCloudConfig {

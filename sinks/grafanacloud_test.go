@@ -398,21 +398,21 @@ func TestGrafanaCloudConfigValidate(t *testing.T) {
 	f(func(*GrafanaCloudConfig) {}, "")
 	f(func(c *GrafanaCloudConfig) { c.InstanceID, c.APIKey = "", "" }, "")
 	f(func(c *GrafanaCloudConfig) { c.Endpoint = "" },
-		`invalid grafanacloud config: endpoint "": want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
+		`sinks.grafana_cloud.endpoint: got "", expected an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
 	f(func(c *GrafanaCloudConfig) { c.Endpoint = "https://1:k@x/api/prom/push" },
-		`invalid grafanacloud config: endpoint "https://1:xxxxx@x/api/prom/push": credentials in the URL are not allowed: use instance_id and api_key`)
+		`sinks.grafana_cloud.endpoint: got "https://1:xxxxx@x/api/prom/push", expected no credentials in the URL: use instance_id and api_key`)
 	f(func(c *GrafanaCloudConfig) { c.APIKey = "" },
-		"invalid grafanacloud config: instance_id and api_key: want both set or both empty")
+		"sinks.grafana_cloud.instance_id/api_key: got one of them, expected both set or both empty")
 	f(func(c *GrafanaCloudConfig) { c.PushInterval = -1 },
-		"invalid grafanacloud config: push_interval -1ns: want 0 (default 15s) or more")
+		"sinks.grafana_cloud.push_interval: got -1ns, expected 0 (default 15s) or more")
 	f(func(c *GrafanaCloudConfig) { c.MaxSeriesPerRequest = -1 },
-		"invalid grafanacloud config: max_series_per_request -1: want 0 (default 2000) or more")
+		"sinks.grafana_cloud.max_series_per_request: got -1, expected 0 (default 2000) or more")
 	f(func(c *GrafanaCloudConfig) { c.Timeout = -time.Second },
-		"invalid grafanacloud config: timeout -1s: want 0 (default 30s) or more")
+		"sinks.grafana_cloud.timeout: got -1s, expected 0 (default 30s) or more")
 	f(func(c *GrafanaCloudConfig) { c.Metrics.NativeHistograms = true },
-		"invalid grafanacloud config: metrics.native_histograms true: want false (remote write 1.0 carries classic histograms only)")
+		"sinks.grafana_cloud.metrics.native_histograms: got true, expected false (remote write 1.0 carries classic histograms only)")
 	f(func(c *GrafanaCloudConfig) { c.Metrics.MaxHosts = -2 },
-		"invalid grafanacloud config: metrics: invalid prometheus config: max_hosts -2: want 0 (default 100) or more")
+		"sinks.grafana_cloud.metrics.max_hosts: got -2, expected 0 (default 100) or more")
 
 	g, err := NewGrafanaCloud(ok)
 	if err != nil {

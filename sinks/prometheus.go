@@ -74,16 +74,25 @@ type PrometheusConfig struct {
 	MaxHosts int `yaml:"max_hosts"`
 }
 
-// Validate reports the first invalid field.
-func (c PrometheusConfig) Validate() error {
-	if err := validateBuckets("duration_buckets", c.DurationBuckets); err != nil {
+// PrometheusSection is where pipetel's configuration file holds the
+// Prometheus publisher; its validation errors name fields by this path.
+const PrometheusSection = "sinks.prometheus"
+
+// Validate reports the first invalid field by its path in the
+// configuration file (PrometheusSection), its value and what is expected.
+func (c PrometheusConfig) Validate() error { return c.validate(PrometheusSection) }
+
+// validate is Validate for the configuration at path (Grafana Cloud's
+// metrics section is one too).
+func (c PrometheusConfig) validate(at string) error {
+	if err := validateBuckets(at+".duration_buckets", c.DurationBuckets); err != nil {
 		return err
 	}
-	if err := validateBuckets("latency_buckets", c.LatencyBuckets); err != nil {
+	if err := validateBuckets(at+".latency_buckets", c.LatencyBuckets); err != nil {
 		return err
 	}
 	if c.MaxHosts < 0 {
-		return fmt.Errorf("invalid prometheus config: max_hosts %d: want 0 (default %d) or more", c.MaxHosts, DefaultMaxHosts)
+		return fmt.Errorf("%s.max_hosts: got %d, expected 0 (default %d) or more", at, c.MaxHosts, DefaultMaxHosts)
 	}
 	return nil
 }
@@ -91,10 +100,10 @@ func (c PrometheusConfig) Validate() error {
 func validateBuckets(field string, b []float64) error {
 	for i, v := range b {
 		if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
-			return fmt.Errorf("invalid prometheus config: %s[%d] %v: want a finite number of seconds above 0", field, i, v)
+			return fmt.Errorf("%s[%d]: got %v, expected a finite number of seconds above 0", field, i, v)
 		}
 		if i > 0 && v <= b[i-1] {
-			return fmt.Errorf("invalid prometheus config: %s[%d] %v: want strictly increasing bounds, above %v", field, i, v, b[i-1])
+			return fmt.Errorf("%s[%d]: got %v, expected strictly increasing bounds, above %v", field, i, v, b[i-1])
 		}
 	}
 	return nil

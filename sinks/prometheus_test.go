@@ -239,11 +239,11 @@ func TestPrometheusConfigValidate(t *testing.T) {
 	f(PrometheusConfig{}, "")
 	f(PrometheusConfig{DurationBuckets: []float64{0.1, 1}, HostLabel: true, MaxHosts: 5}, "")
 	f(PrometheusConfig{DurationBuckets: []float64{1, 1}},
-		"invalid prometheus config: duration_buckets[1] 1: want strictly increasing bounds, above 1")
+		"sinks.prometheus.duration_buckets[1]: got 1, expected strictly increasing bounds, above 1")
 	f(PrometheusConfig{LatencyBuckets: []float64{0}},
-		"invalid prometheus config: latency_buckets[0] 0: want a finite number of seconds above 0")
+		"sinks.prometheus.latency_buckets[0]: got 0, expected a finite number of seconds above 0")
 	f(PrometheusConfig{MaxHosts: -1},
-		"invalid prometheus config: max_hosts -1: want 0 (default 100) or more")
+		"sinks.prometheus.max_hosts: got -1, expected 0 (default 100) or more")
 }
 
 func TestPrometheusConfigYAML(t *testing.T) {

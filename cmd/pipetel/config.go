@@ -176,27 +176,20 @@ func (c *Config) applyEnv() {
 	}
 }
 
-// sectionError turns a publisher's validation error ("invalid elasticsearch
-// config: hosts is empty: ...") into one that names the field by its path in
-// this file ("sinks.elasticsearch.hosts is empty: ..."), and says which of
-// its secrets came from the environment.
-func (c *Config) sectionError(section, sinkPrefix, envPrefix string, err error) error {
-	msg, ok := strings.CutPrefix(err.Error(), sinkPrefix)
-	if ok {
-		msg = section + "." + msg
-	} else {
-		msg = section + ": " + msg
-	}
+// fromEnvNote adds to a publisher's validation error (which names the field
+// by its path) which of the section's secrets came from the environment,
+// never their values.
+func (c *Config) fromEnvNote(envPrefix string, err error) error {
 	var envs []string
 	for _, e := range c.fromEnv {
 		if strings.HasPrefix(e, envPrefix) {
 			envs = append(envs, e)
 		}
 	}
-	if len(envs) > 0 {
-		msg += " (set from the environment: " + strings.Join(envs, ", ") + ")"
+	if len(envs) == 0 {
+		return err
 	}
-	return errors.New(msg)
+	return fmt.Errorf("%w (set from the environment: %s)", err, strings.Join(envs, ", "))
 }
 
 func (c *Config) withDefaults() {
@@ -264,7 +257,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sinks.prometheus.mode: got %q, expected state or process", c.Sinks.Prometheus.Mode)
 	}
 	if err := c.Sinks.Prometheus.Validate(); err != nil {
-		return fmt.Errorf("sinks.prometheus: %w", err)
+		return err
 	}
 	if es := c.Sinks.Elasticsearch; es.Enabled {
 		if es.FlushBytes != 0 || es.FlushInterval != 0 {
@@ -272,7 +265,7 @@ func (c *Config) Validate() error {
 				"run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request", es.FlushBytes, es.FlushInterval)
 		}
 		if err := es.Validate(); err != nil {
-			return c.sectionError("sinks.elasticsearch", "invalid elasticsearch config: ", "PIPETEL_ELASTICSEARCH_", err)
+			return c.fromEnvNote("PIPETEL_ELASTICSEARCH_", err)
 		}
 	}
 	if gc := c.Sinks.GrafanaCloud; gc.Enabled {
@@ -281,7 +274,7 @@ func (c *Config) Validate() error {
 				"whose buckets are sinks.prometheus.duration_buckets and latency_buckets", m)
 		}
 		if err := gc.Validate(); err != nil {
-			return c.sectionError("sinks.grafana_cloud", "invalid grafanacloud config: ", "PIPETEL_GRAFANA_CLOUD_", err)
+			return c.fromEnvNote("PIPETEL_GRAFANA_CLOUD_", err)
 		}
 	}
 	switch c.Log.Level {

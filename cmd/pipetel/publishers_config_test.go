@@ -26,31 +26,31 @@ func TestPublisherConfigErrors(t *testing.T) {
 		})
 	}
 	f("  elasticsearch: {enabled: true}\n", nil,
-		`sinks.elasticsearch.hosts is empty: want at least one URL such as "http://127.0.0.1:9200"`)
+		`sinks.elasticsearch.hosts: got none, expected at least one URL such as "http://127.0.0.1:9200"`)
 	f("  elasticsearch: {enabled: true, hosts: [\"127.0.0.1:9200\"]}\n", nil,
-		`sinks.elasticsearch.hosts[0] "127.0.0.1:9200": want an http:// or https:// URL with a host`)
+		`sinks.elasticsearch.hosts[0]: got "127.0.0.1:9200", expected an http:// or https:// URL with a host`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://u:secret@es:9200\"]}\n", nil,
-		`sinks.elasticsearch.hosts[0] "http://u:xxxxx@es:9200": credentials in the URL are not allowed: use username/password or api_key`)
+		`sinks.elasticsearch.hosts[0]: got "http://u:xxxxx@es:9200", expected no credentials in the URL: use username/password or api_key`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], index_prefix: Metrics}\n", nil,
-		`sinks.elasticsearch.index_prefix "Metrics": want up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
+		`sinks.elasticsearch.index_prefix: got "Metrics", expected up to 200 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"]}\n", map[string]string{"PIPETEL_ELASTICSEARCH_PASSWORD": "s3cret"},
-		`sinks.elasticsearch.username and password: want both set or both empty (set from the environment: PIPETEL_ELASTICSEARCH_PASSWORD)`)
+		`sinks.elasticsearch.username/password: got one of them, expected both set or both empty (set from the environment: PIPETEL_ELASTICSEARCH_PASSWORD)`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], username: u, password: p}\n", map[string]string{"PIPETEL_ELASTICSEARCH_API_KEY": "k"},
-		`sinks.elasticsearch.api_key and username are both set: want one way to authenticate (set from the environment: PIPETEL_ELASTICSEARCH_API_KEY)`)
+		`sinks.elasticsearch.api_key/username: got both, expected one way to authenticate (set from the environment: PIPETEL_ELASTICSEARCH_API_KEY)`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], timeout: -1s}\n", nil,
-		`sinks.elasticsearch.timeout -1s: want 0 (default 30s) or more`)
+		`sinks.elasticsearch.timeout: got -1s, expected 0 (default 30s) or more`)
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], flush_interval: 1s}\n", nil,
 		`sinks.elasticsearch.flush_bytes/flush_interval: got 0/1s, expected them unset: run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request`)
 	f("  elasticsearch: {enabled: true, host: [\"http://es:9200\"]}\n", nil,
 		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field host not found in type main.ElasticsearchSink")
 	f("  grafana_cloud: {enabled: true, endpoint: \"prometheus.grafana.net/api/prom/push\"}\n", nil,
-		`sinks.grafana_cloud.endpoint "prometheus.grafana.net/api/prom/push": want an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
+		`sinks.grafana_cloud.endpoint: got "prometheus.grafana.net/api/prom/push", expected an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", instance_id: \"123\"}\n", nil,
-		`sinks.grafana_cloud.instance_id and api_key: want both set or both empty`)
+		`sinks.grafana_cloud.instance_id/api_key: got one of them, expected both set or both empty`)
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", api_key: k}\n", map[string]string{"PIPETEL_GRAFANA_CLOUD_API_KEY": "k2"},
-		`sinks.grafana_cloud.instance_id and api_key: want both set or both empty (set from the environment: PIPETEL_GRAFANA_CLOUD_API_KEY)`)
+		`sinks.grafana_cloud.instance_id/api_key: got one of them, expected both set or both empty (set from the environment: PIPETEL_GRAFANA_CLOUD_API_KEY)`)
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", push_interval: -1s}\n", nil,
-		`sinks.grafana_cloud.push_interval -1s: want 0 (default 15s) or more`)
+		`sinks.grafana_cloud.push_interval: got -1s, expected 0 (default 15s) or more`)
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", metrics: {duration_buckets: [1, 2]}}\n", nil,
 		"sinks.grafana_cloud.metrics: got {DurationBuckets:[1 2] LatencyBuckets:[] NativeHistograms:false HostLabel:false MaxHosts:0}, "+
 			"expected it unset: the pushed series are the state aggregates, whose buckets are sinks.prometheus.duration_buckets and latency_buckets")
