@@ -28,9 +28,10 @@ var _ DeadLetterer = (*KafkaDeadLetter)(nil)
 
 // NewKafkaDeadLetter writes to topic on brokers with acks=all, once per
 // call: a failed call leaves the metrics in the outbox, and the delivery
-// retries them with its backoff.
-func NewKafkaDeadLetter(brokers []string, topic string) *KafkaDeadLetter {
-	return &KafkaDeadLetter{w: deadletter.New(deadletter.Config{Brokers: brokers, Topic: topic, Attempts: 1})}
+// retries them with its backoff. transport connects (TLS, SASL); nil:
+// plaintext.
+func NewKafkaDeadLetter(brokers []string, topic string, transport *kafka.Transport) *KafkaDeadLetter {
+	return &KafkaDeadLetter{w: deadletter.New(deadletter.Config{Brokers: brokers, Topic: topic, Attempts: 1, Transport: transport})}
 }
 
 // DeadLetter writes items with the reason in headers.

@@ -45,7 +45,7 @@ func changelogTopic(group, input string) string { return group + "-" + input + "
 
 func newChangelog(cfg Config) *changelog {
 	return &changelog{
-		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}, Timeout: 30 * time.Second},
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.conn().Transport(), Timeout: 30 * time.Second},
 		topics: map[state.Stream]string{
 			state.Events:  changelogTopic(cfg.GroupID, cfg.EventsTopic),
 			state.Network: changelogTopic(cfg.GroupID, cfg.NetworkTopic),

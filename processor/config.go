@@ -2,6 +2,7 @@ package processor
 
 import (
 	"fmt"
+	"github.com/pipetel/pipetel/internal/kafkaconn"
 	"time"
 
 	"github.com/pipetel/pipetel/schemas"
@@ -92,6 +93,10 @@ type Config struct {
 	// Now is the wall clock: it bounds how far ahead of it a record's time
 	// can move stream time. Nil means time.Now; tests inject their own.
 	Now func() time.Time `yaml:"-"`
+	// Conn is how every Kafka client of the processor connects (TLS,
+	// SASL): the app builds it from the configuration's kafka block. Nil:
+	// plaintext without authentication.
+	Conn *kafkaconn.Conn `yaml:"-"`
 }
 
 func (c Config) wallClock() func() time.Time {
@@ -193,4 +198,12 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// conn is Conn, plaintext when unset.
+func (c Config) conn() *kafkaconn.Conn {
+	if c.Conn == nil {
+		return kafkaconn.Plain
+	}
+	return c.Conn
 }

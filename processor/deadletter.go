@@ -63,7 +63,7 @@ type deadLetters struct {
 
 func newDeadLetters(cfg Config, m *metrics) *deadLetters {
 	return &deadLetters{m: m, maxBytes: cfg.DeadLetterMaxBytes, w: deadletter.New(deadletter.Config{
-		Brokers: cfg.Brokers, Topic: cfg.DeadLetterTopic, MaxBytes: cfg.DeadLetterMaxBytes, Attempts: 10,
+		Brokers: cfg.Brokers, Topic: cfg.DeadLetterTopic, MaxBytes: cfg.DeadLetterMaxBytes, Attempts: 10, Transport: cfg.conn().Transport(),
 	})}
 }
 

@@ -161,7 +161,7 @@ func (c *changelog) fence(ctx context.Context, u state.Unit, generation int64, e
 func (c *changelog) read(ctx context.Context, u state.Unit, from, to int64) ([]kafka.Message, error) {
 	topic := c.topics[u.Stream]
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: c.cfg.Brokers, Topic: topic, Partition: int(u.Partition),
+		Brokers: c.cfg.Brokers, Dialer: c.cfg.conn().Dialer(), Topic: topic, Partition: int(u.Partition),
 		MinBytes: 1, MaxBytes: 2 * changelogMaxBytes, MaxWait: 500 * time.Millisecond,
 	})
 	defer r.Close()

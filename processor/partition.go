@@ -110,6 +110,7 @@ func (c *partitionConsumer) run(ctx context.Context) {
 	c.next = max(start, -1) // kafka.FirstOffset: whatever the topic still has
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   p.cfg.Brokers,
+		Dialer:    p.cfg.conn().Dialer(),
 		Topic:     c.topic,
 		Partition: int(c.unit.Partition),
 		MinBytes:  1,

@@ -99,6 +99,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                p.cfg.GroupID,
 		Brokers:           p.cfg.Brokers,
+		Dialer:            p.cfg.conn().Dialer(),
 		Topics:            []string{p.cfg.EventsTopic, p.cfg.NetworkTopic},
 		SessionTimeout:    p.cfg.SessionTimeout,
 		HeartbeatInterval: p.cfg.HeartbeatInterval,
@@ -115,7 +116,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	outer := ctx
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	tr := &kafka.Transport{}
+	tr := p.cfg.conn().Transport()
 	defer tr.CloseIdleConnections()
 	describer := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Transport: tr, Timeout: 5 * time.Second}
 	for {

@@ -61,7 +61,7 @@ func (c *partitionConsumer) restore(ctx context.Context, end int64) error {
 	var staleKeys [][]byte
 	if end > 0 {
 		reader := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: p.cfg.Brokers, Topic: topic, Partition: int(c.unit.Partition),
+			Brokers: p.cfg.Brokers, Dialer: p.cfg.conn().Dialer(), Topic: topic, Partition: int(c.unit.Partition),
 			MinBytes: 1, MaxBytes: 2 * changelogMaxBytes, MaxWait: 500 * time.Millisecond,
 		})
 		defer reader.Close()

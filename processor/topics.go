@@ -52,7 +52,7 @@ func setupWithRetry(ctx context.Context, log *slog.Logger, what string, step fun
 
 // ensureTopics creates the input and dead-letter topics that do not exist.
 func ensureTopics(ctx context.Context, cfg Config) error {
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.conn().Transport()}
 	var req kafka.CreateTopicsRequest
 	for _, t := range []string{cfg.EventsTopic, cfg.NetworkTopic, cfg.DeadLetterTopic} {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})

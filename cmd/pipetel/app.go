@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pipetel/pipetel/delivery"
+	"github.com/pipetel/pipetel/internal/kafkaconn"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
@@ -32,11 +33,17 @@ type app struct {
 	server    *http.Server
 	comps     []component
 	closeFunc []func() error
+	conn      *kafkaconn.Conn
 }
 
 // newApp builds every component; nothing runs until run.
 func newApp(cfg Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	conn, err := kafkaconn.New(cfg.Kafka, "kafka")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Processor.Conn = conn
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), conn: conn}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var pubs []sinks.Publisher
@@ -113,7 +120,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.closeFunc = append(a.closeFunc, cluster.Close)
-	dead := delivery.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic)
+	dead := delivery.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic, conn.Transport())
 	a.closeFunc = append(a.closeFunc, dead.Close)
 
 	mux := http.NewServeMux()
@@ -170,7 +177,16 @@ func (a *app) serveHTTP(ctx context.Context) error {
 
 // run runs every component until ctx ends, then closes the store.
 func (a *app) run(ctx context.Context) error {
-	a.log.Info("pipetel started", "http", "http://"+a.Addr(), "brokers", a.cfg.Processor.Brokers, "group", a.cfg.Processor.GroupID)
+	a.log.Info("pipetel started", "http", "http://"+a.Addr(), "brokers", a.cfg.Processor.Brokers, "group", a.cfg.Processor.GroupID,
+		"kafka", a.cfg.Kafka.String())
+	// A wrong password or an untrusted certificate is a configuration
+	// error: say so now instead of retrying it in every client. Brokers that
+	// are not up yet are retried as before.
+	if err := a.conn.Check(ctx, a.cfg.Processor.Brokers); errors.Is(err, kafkaconn.ErrAuthentication) || errors.Is(err, kafkaconn.ErrUntrusted) {
+		return errors.Join(err, a.close())
+	} else if err != nil {
+		a.log.Warn("cannot reach Kafka yet; the clients keep trying", "err", err)
+	}
 	err := runComponents(ctx, a.log, a.comps)
 	started := time.Now()
 	err = errors.Join(err, a.close())

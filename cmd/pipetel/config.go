@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pipetel/pipetel/delivery"
+	"github.com/pipetel/pipetel/internal/kafkaconn"
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
@@ -19,6 +20,9 @@ import (
 
 // Config is the whole YAML tree of pipetel run.
 type Config struct {
+	// Kafka is how every Kafka client connects: TLS and SASL (the brokers
+	// are processor.brokers).
+	Kafka     kafkaconn.Config `yaml:"kafka"`
 	Processor processor.Config `yaml:"processor"`
 	State     StateConfig      `yaml:"state"`
 	HTTP      HTTPConfig       `yaml:"http"`
@@ -158,6 +162,10 @@ func loadConfig(path string) (Config, error) {
 // secrets need not be written in the file. A secret set in the environment
 // overrides the file's.
 func (c *Config) applyEnv() {
+	if v := os.Getenv(kafkaconn.PasswordEnv); v != "" && c.Kafka.SASL.Password == "" {
+		c.Kafka.SASL.Password = v
+		c.fromEnv = append(c.fromEnv, kafkaconn.PasswordEnv)
+	}
 	if v := os.Getenv("PIPETEL_BROKERS"); v != "" && len(c.Processor.Brokers) == 0 {
 		c.Processor.Brokers = strings.Split(v, ",")
 	}
@@ -225,6 +233,9 @@ func (c *Config) withDefaults() {
 
 // Validate names the first bad field, its value and what is allowed.
 func (c *Config) Validate() error {
+	if err := c.Kafka.Validate("kafka"); err != nil {
+		return err
+	}
 	if err := c.Processor.Validate(); err != nil {
 		return err
 	}

@@ -96,6 +96,8 @@ type Config struct {
 	// failed, after the first), waiting 100ms doubling to 5s in between.
 	// Below 1: once.
 	Attempts int
+	// Transport connects to the brokers (TLS, SASL); nil: plaintext.
+	Transport *kafka.Transport
 }
 
 // Writer writes dead letters to the topic with acks=all, keyed with
@@ -114,7 +116,10 @@ func New(cfg Config) *Writer {
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           5 * time.Millisecond,
 		AllowAutoTopicCreation: true,
-		Transport:              &kafka.Transport{},
+		Transport:              cfg.Transport,
+	}
+	if w.Transport == nil {
+		w.Transport = &kafka.Transport{}
 	}
 	if cfg.MaxBytes > 0 {
 		w.BatchBytes = int64(cfg.MaxBytes)
