@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -155,7 +154,7 @@ func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 		}
 	}
 	if v := q.Get("slower_than"); v != "" {
-		d, err := parseDuration(v)
+		d, err := schemas.ParseDuration(v)
 		if err != nil || d < 0 {
 			badParam(w, "slower_than", v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
 			return p, false
@@ -168,27 +167,14 @@ func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > state.MaxLimit {
-			badParam(w, "limit", v, fmt.Sprintf("an integer 1..%d", state.MaxLimit))
+		if err != nil || n < 1 || n > schemas.MaxLimit {
+			badParam(w, "limit", v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
 			return p, false
 		}
 		p.limit = n
 	}
 	p.cursor = q.Get("cursor")
 	return p, true
-}
-
-func parseDuration(v string) (time.Duration, error) {
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		// Converting NaN or an out-of-range float to an integer is
-		// implementation-defined in Go: reject them instead.
-		ns := secs * float64(time.Second)
-		if math.IsNaN(ns) || ns >= math.MaxInt64 || ns < math.MinInt64 {
-			return 0, fmt.Errorf("duration %q out of range", v)
-		}
-		return time.Duration(ns), nil
-	}
-	return time.ParseDuration(v)
 }
 
 // onlyParams answers 400 for a parameter the endpoint does not know, so that
@@ -213,7 +199,7 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 
 // list serves one list endpoint: from this instance's partitions with
 // scope=local, otherwise gathered from every instance.
-func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (state.Page[T], error)) http.HandlerFunc {
+func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[T], error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		local, ok := a.scope(w, r, q)
@@ -224,7 +210,7 @@ func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listPa
 		if !ok {
 			return
 		}
-		query := func(limit int, cursor string) (state.Page[T], error) { return run(r.Context(), p, limit, cursor) }
+		query := func(limit int, cursor string) (schemas.Page[T], error) { return run(r.Context(), p, limit, cursor) }
 		if local {
 			page, err := query(p.limit, p.cursor)
 			writePage(a, w, r, page, err)
@@ -234,15 +220,15 @@ func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listPa
 	}
 }
 
-func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.EventMetric], error) {
+func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.EventMetric], error) {
 	return a.store.Events(ctx, state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
+func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.NetworkMetric], error) {
 	return a.store.NetworkOps(ctx, state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page state.Page[T], err error) {
+func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page schemas.Page[T], err error) {
 	if errors.Is(err, state.ErrBadCursor) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "cursor"})
 		return
@@ -359,7 +345,7 @@ func (a *API) routeElsewhere(w http.ResponseWriter, r *http.Request, st state.St
 // its store directly; when it is the whole group the answer is exactly the
 // local one.
 func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values, st state.Stream, p listParams,
-	local func(limit int, cursor string) (state.Page[T], error)) {
+	local func(limit int, cursor string) (schemas.Page[T], error)) {
 	ctx := r.Context()
 	rt, err := a.cluster.servingAll(ctx, a.topic(st))
 	if err != nil {
@@ -409,9 +395,9 @@ func (a *API) gatherRetries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	members, _ := rt.serving(a.cluster.cfg.EventsTopic)
-	parts := make([]state.RetrySummary, 0, len(members))
+	parts := make([]schemas.RetrySummary, 0, len(members))
 	for _, m := range members {
-		var s state.RetrySummary
+		var s schemas.RetrySummary
 		if m.self {
 			s, err = a.store.RetryStats()
 		} else {
@@ -446,7 +432,7 @@ func relay(w http.ResponseWriter, status int, body []byte) {
 
 // rawItems encodes a local page's items as the API writes them, so that
 // local and relayed items of a merged page are alike.
-func rawItems[T any](page state.Page[T]) (rawPage, error) {
+func rawItems[T any](page schemas.Page[T]) (rawPage, error) {
 	out := rawPage{Items: make([]json.RawMessage, 0, len(page.Items)), Next: page.Next}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
 
@@ -439,7 +440,7 @@ func (c *Cluster) getJSON(ctx context.Context, addr, uri string, out any) error 
 
 // rawPage is a list page whose items are kept as their JSON, so that pages
 // of other instances are relayed byte for byte.
-type rawPage = state.Page[json.RawMessage]
+type rawPage = schemas.Page[json.RawMessage]
 
 // clusterCursor continues a list across the instances of the group: the
 // members before Member (in address order) are exhausted, Member is read
@@ -487,7 +488,7 @@ type fetchFunc func(m member, limit int, cursor string) (rawPage, error)
 // page).
 func mergePages(members []member, fingerprint, cursor string, limit int, fetch fetchFunc) (rawPage, error) {
 	if limit <= 0 {
-		limit = state.DefaultLimit
+		limit = schemas.DefaultLimit
 	}
 	cc := clusterCursor{Assignment: fingerprint}
 	if cursor != "" {
@@ -526,8 +527,8 @@ func mergePages(members []member, fingerprint, cursor string, limit int, fetch f
 }
 
 // mergeRetries adds up the retry statistics of disjoint sets of partitions.
-func mergeRetries(parts ...state.RetrySummary) state.RetrySummary {
-	sum := state.RetrySummary{EventsByRetryCount: map[string]int64{}}
+func mergeRetries(parts ...schemas.RetrySummary) schemas.RetrySummary {
+	sum := schemas.RetrySummary{EventsByRetryCount: map[string]int64{}}
 	for _, p := range parts {
 		sum.TotalRetries += p.TotalRetries
 		sum.EventsWithRetries += p.EventsWithRetries

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--json] <what> [flags]
@@ -167,7 +166,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				_, err := stdout.Write(raw)
 				return err
 			}
-			return writeIndentless(stdout, state.Page[json.RawMessage]{Items: items})
+			return writeIndentless(stdout, schemas.Page[json.RawMessage]{Items: items})
 		}
 		if what == "events" {
 			err = printEvents(stdout, items)
@@ -232,7 +231,7 @@ func listPages(ctx context.Context, c queryClient, path string, q url.Values, al
 		if err != nil {
 			return nil, "", nil, err
 		}
-		var page state.Page[json.RawMessage]
+		var page schemas.Page[json.RawMessage]
 		if err := json.Unmarshal(body, &page); err != nil {
 			return nil, "", nil, fmt.Errorf("cannot decode the answer to %q: %w", p, err)
 		}
@@ -296,7 +295,7 @@ func printNetwork(w io.Writer, items []json.RawMessage) error {
 }
 
 func printRetries(w io.Writer, body []byte) error {
-	var s state.RetrySummary
+	var s schemas.RetrySummary
 	if err := json.Unmarshal(body, &s); err != nil {
 		return fmt.Errorf("cannot decode retry statistics %s: %w", bytes.TrimSpace(body), err)
 	}
