@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"context"
@@ -354,7 +354,7 @@ func newTestGroup(t *testing.T, owned ...[]int) ([]*testInstance, *fakeGroup) {
 			units = append(units, state.Unit{Stream: state.Events, Partition: int32(p)}, state.Unit{Stream: state.Network, Partition: int32(p)})
 		}
 		in.store = newStore(t, units...)
-		c, err := NewCluster(Config{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", AdvertiseHTTP: in.addr()}, withGroupClient(fg))
+		c, err := NewCluster(ClusterConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", AdvertiseHTTP: in.addr()}, withGroupClient(fg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"bytes"
@@ -49,18 +49,15 @@ func NewAPI(store *state.Store, opts ...APIOption) *API {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/events/{task_id...}", a.event)
-	mux.HandleFunc("GET /api/v1/events", list(a, state.Events, a.events))
-	mux.HandleFunc("GET /api/v1/network/{task_id...}", a.networkOp)
-	mux.HandleFunc("GET /api/v1/network", list(a, state.Network, a.network))
-	mux.HandleFunc("GET /api/v1/retries", a.retries)
+	mux.HandleFunc("GET "+schemas.PathEvents+"/{task_id...}", a.event)
+	mux.HandleFunc("GET "+schemas.PathEvents, list(a, state.Events, a.events))
+	mux.HandleFunc("GET "+schemas.PathNetwork+"/{task_id...}", a.networkOp)
+	mux.HandleFunc("GET "+schemas.PathNetwork, list(a, state.Network, a.network))
+	mux.HandleFunc("GET "+schemas.PathRetries, a.retries)
 }
 
 // apiError is the body of every error response.
-type apiError struct {
-	Error     string `json:"error"`
-	Parameter string `json:"parameter,omitempty"`
-}
+type apiError = schemas.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -108,11 +105,11 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if !onlyParams(w, q, "op_id") {
+	if !onlyParams(w, q, schemas.ParamOpID) {
 		return
 	}
 	id := r.PathValue("task_id")
-	m, found, err := a.store.NetworkOp(id, q.Get("op_id"))
+	m, found, err := a.store.NetworkOp(id, q.Get(schemas.ParamOpID))
 	if err != nil {
 		a.internalError(w, r, err)
 		return
@@ -121,7 +118,7 @@ func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 		if a.routeElsewhere(w, r, state.Network, id) {
 			return
 		}
-		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no network operation with task_id %q and op_id %q", id, q.Get("op_id"))})
+		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no network operation with task_id %q and op_id %q", id, q.Get(schemas.ParamOpID))})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)
@@ -139,41 +136,41 @@ var statuses = []schemas.Status{schemas.StatusPending, schemas.StatusCompleted, 
 
 func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 	var p listParams
-	if !onlyParams(w, q, "status", "slower_than", "limit", "cursor") {
+	if !onlyParams(w, q, schemas.ParamStatus, schemas.ParamSlowerThan, schemas.ParamLimit, schemas.ParamCursor) {
 		return p, false
 	}
-	if v := q.Get("status"); v != "" {
+	if v := q.Get(schemas.ParamStatus); v != "" {
 		for _, s := range statuses {
 			if string(s) == v {
 				p.status = s
 			}
 		}
 		if p.status == "" {
-			badParam(w, "status", v, "one of pending, completed, failed, timed_out, orphan")
+			badParam(w, schemas.ParamStatus, v, "one of pending, completed, failed, timed_out, orphan")
 			return p, false
 		}
 	}
-	if v := q.Get("slower_than"); v != "" {
+	if v := q.Get(schemas.ParamSlowerThan); v != "" {
 		d, err := schemas.ParseDuration(v)
 		if err != nil || d < 0 {
-			badParam(w, "slower_than", v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
+			badParam(w, schemas.ParamSlowerThan, v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
 			return p, false
 		}
 		p.slowerThan = d
 		if p.status == schemas.StatusPending {
-			badParam(w, "status", "pending", "a finished status when slower_than is set: pending metrics have no duration")
+			badParam(w, schemas.ParamStatus, "pending", "a finished status when slower_than is set: pending metrics have no duration")
 			return p, false
 		}
 	}
-	if v := q.Get("limit"); v != "" {
+	if v := q.Get(schemas.ParamLimit); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > schemas.MaxLimit {
-			badParam(w, "limit", v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
+			badParam(w, schemas.ParamLimit, v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
 			return p, false
 		}
 		p.limit = n
 	}
-	p.cursor = q.Get("cursor")
+	p.cursor = q.Get(schemas.ParamCursor)
 	return p, true
 }
 
@@ -230,7 +227,7 @@ func (a *API) network(ctx context.Context, p listParams, limit int, cursor strin
 
 func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page schemas.Page[T], err error) {
 	if errors.Is(err, state.ErrBadCursor) {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "cursor"})
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: schemas.ParamCursor})
 		return
 	}
 	if err != nil {
@@ -263,13 +260,13 @@ func (a *API) retries(w http.ResponseWriter, r *http.Request) {
 // answered from this instance's partitions only: scope=local, a request
 // another instance forwarded, or an API without a cluster.
 func (a *API) scope(w http.ResponseWriter, r *http.Request, q url.Values) (local, ok bool) {
-	v := q.Get("scope")
-	q.Del("scope")
-	if v != "" && v != "local" && v != "cluster" {
-		badParam(w, "scope", v, "one of cluster, local")
+	v := q.Get(schemas.ParamScope)
+	q.Del(schemas.ParamScope)
+	if v != "" && v != schemas.ScopeLocal && v != schemas.ScopeCluster {
+		badParam(w, schemas.ParamScope, v, "one of cluster, local")
 		return false, false
 	}
-	return a.cluster == nil || v == "local" || r.Header.Get(ForwardedHeader) != "", true
+	return a.cluster == nil || v == schemas.ScopeLocal || r.Header.Get(ForwardedHeader) != "", true
 }
 
 func unavailable(w http.ResponseWriter, err error) {
@@ -374,7 +371,7 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 	var me *MemberError
 	switch {
 	case errors.Is(err, ErrAssignmentChanged):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Parameter: "cursor"})
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Parameter: schemas.ParamCursor})
 	case errors.As(err, &me) && me.Status == 0:
 		unavailable(w, err)
 	case errors.As(err, &me) && me.Err != nil:
@@ -401,7 +398,7 @@ func (a *API) gatherRetries(w http.ResponseWriter, r *http.Request) {
 		if m.self {
 			s, err = a.store.RetryStats()
 		} else {
-			err = a.cluster.getJSON(ctx, m.addr, "/api/v1/retries?scope=local", &s)
+			err = a.cluster.getJSON(ctx, m.addr, schemas.PathRetries+"?"+schemas.ParamScope+"="+schemas.ScopeLocal, &s)
 		}
 		var me *MemberError
 		switch {
