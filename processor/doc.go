@@ -1,7 +1,8 @@
 // Package processor is pipetel's stream processor: a kafka-go consumer group
 // over the events and network topics, one goroutine per assigned partition,
 // that joins each task's start, end and retry records in the state store and
-// finishes its metrics. It also serves the query API over the store.
+// finishes its metrics. It serves no HTTP: the query API over the store is
+// package query.
 //
 // A partition goroutine reads a batch (up to BatchSize records or BatchWait),
 // decodes it, sends invalid records to the dead-letter topic, applies the

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/internal/membership"
 )
 
 // ErrDuplicateAdvertise is returned (wrapped) by Processor.Run when two live
@@ -66,7 +68,7 @@ func (p *Processor) sharedAddresses(ctx context.Context, client *kafka.Client) (
 			return nil, g.Error
 		}
 		for _, m := range g.Members {
-			addr := string(m.MemberMetadata.UserData)
+			addr := membership.Addr(m.MemberMetadata.UserData)
 			byAddr[addr] = append(byAddr[addr], m.MemberID)
 		}
 	}

@@ -207,7 +207,7 @@ func TestReplayIsDeterministic(t *testing.T) {
 	for _, size := range []int{1, 7, 0} {
 		s := newStore(t, evUnit)
 		runBatches(t, s, expiryConfig(), size, recs)
-		page, err := s.Events(context.Background(), state.EventQuery{Limit: state.MaxLimit})
+		page, err := s.Events(context.Background(), state.EventQuery{Limit: schemas.MaxLimit})
 		if err != nil {
 			t.Fatal(err)
 		}

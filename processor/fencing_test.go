@@ -80,7 +80,7 @@ func (o *owner) apply(recs ...schemas.Record) error {
 // view is what users see of the unit: every event and the counters.
 func (o *owner) view() string {
 	o.t.Helper()
-	page, err := o.store.Events(context.Background(), state.EventQuery{Limit: state.MaxLimit})
+	page, err := o.store.Events(context.Background(), state.EventQuery{Limit: schemas.MaxLimit})
 	if err != nil {
 		o.t.Fatal(err)
 	}

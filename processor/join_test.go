@@ -155,13 +155,13 @@ func TestApplyEvent(t *testing.T) {
 	for i := range 100 {
 		hundredRetries = append(hundredRetries, evRetry("t", float64(i)))
 	}
-	noRetries := state.RetrySummary{EventsByRetryCount: map[string]int64{"0": 1}}
-	none := state.RetrySummary{EventsByRetryCount: map[string]int64{}}
+	noRetries := schemas.RetrySummary{EventsByRetryCount: map[string]int64{"0": 1}}
+	none := schemas.RetrySummary{EventsByRetryCount: map[string]int64{}}
 
 	tests := []struct {
 		name    string
 		steps   []evStep
-		retries state.RetrySummary
+		retries schemas.RetrySummary
 	}{
 		{
 			name: "start then end completes",
@@ -231,7 +231,7 @@ func TestApplyEvent(t *testing.T) {
 				{batch: []schemas.Record{evRetry("t", 1.25), evRetry("t", 1.25), evRetry("t", 1.5)}, stats: joinStats{applied: 2, duplicates: 1}, metric: pendingStart(0, 3), open: 1},
 				{batch: []schemas.Record{evEnd("t", 2, "")}, stats: joinStats{applied: 1, finished: 1}, metric: done(0, 2, "", 3), outbox: 1},
 			},
-			retries: state.RetrySummary{TotalRetries: 3, EventsWithRetries: 1, MaxRetries: 3, EventsByRetryCount: map[string]int64{"3": 1}},
+			retries: schemas.RetrySummary{TotalRetries: 3, EventsWithRetries: 1, MaxRetries: 3, EventsByRetryCount: map[string]int64{"3": 1}},
 		},
 		{
 			name: "retries before start are kept",
@@ -241,7 +241,7 @@ func TestApplyEvent(t *testing.T) {
 				{batch: []schemas.Record{evEnd("t", 2, "")}, stats: joinStats{applied: 1}, metric: pendingEnd(2, "", 1), open: 1},
 				{batch: []schemas.Record{evStart("t", 0)}, stats: joinStats{applied: 1, finished: 1}, metric: done(0, 2, "", 1), outbox: 1},
 			},
-			retries: state.RetrySummary{TotalRetries: 1, EventsWithRetries: 1, MaxRetries: 1, EventsByRetryCount: map[string]int64{"1": 1}},
+			retries: schemas.RetrySummary{TotalRetries: 1, EventsWithRetries: 1, MaxRetries: 1, EventsByRetryCount: map[string]int64{"1": 1}},
 		},
 		{
 			name: "retry after finish is late and not applied",
@@ -286,7 +286,7 @@ func TestApplyEvent(t *testing.T) {
 				{batch: hundredRetries, stats: joinStats{applied: 100}, metric: pendingEnd(200, longErr, 100), open: 1},
 				{batch: []schemas.Record{evStart("t", 0)}, stats: joinStats{applied: 1, finished: 1}, metric: done(0, 200, longErr, 100), outbox: 1},
 			},
-			retries: state.RetrySummary{TotalRetries: 100, EventsWithRetries: 1, MaxRetries: 100, EventsByRetryCount: map[string]int64{"100": 1}},
+			retries: schemas.RetrySummary{TotalRetries: 100, EventsWithRetries: 1, MaxRetries: 100, EventsByRetryCount: map[string]int64{"100": 1}},
 		},
 		{
 			name: "nothing for another task",
@@ -513,7 +513,7 @@ func TestBatchingDoesNotMatter(t *testing.T) {
 		T, U    *schemas.EventMetric
 		Open    int64
 		Outbox  []schemas.EventMetric
-		Retries state.RetrySummary
+		Retries schemas.RetrySummary
 	}
 	run := func(t *testing.T, recs []schemas.Record, per int) snapshot {
 		t.Helper()

@@ -1,6 +1,10 @@
 package processor
 
-import "github.com/segmentio/kafka-go"
+import (
+	"github.com/segmentio/kafka-go"
+
+	"github.com/pipetel/pipetel/internal/membership"
+)
 
 // advertisingBalancer is kafka-go's range assignment with this instance's
 // HTTP address in the member metadata, so that any member can learn from
@@ -10,4 +14,4 @@ type advertisingBalancer struct {
 	addr string
 }
 
-func (b advertisingBalancer) UserData() ([]byte, error) { return []byte(b.addr), nil }
+func (b advertisingBalancer) UserData() ([]byte, error) { return membership.UserData(b.addr), nil }

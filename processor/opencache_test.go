@@ -55,7 +55,7 @@ func TestOpenCacheSpillJoinsExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := runBatches(t, s, expiryConfig(), tc.batch, recs)
-		page, err := s.Events(context.Background(), state.EventQuery{Limit: state.MaxLimit})
+		page, err := s.Events(context.Background(), state.EventQuery{Limit: schemas.MaxLimit})
 		if err != nil {
 			t.Fatal(err)
 		}

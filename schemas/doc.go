@@ -1,7 +1,10 @@
-// Package schemas is pipetel's record contract: the JSON records that pipelines
-// write to Kafka (version 1, one JSON object per record value, key = task_id),
-// the metrics that pipetel derives from them, and a strict decoder whose errors
-// name the field, the value and what was expected.
+// Package schemas is pipetel's record and API contract: the JSON records that
+// pipelines write to Kafka (version 1, one JSON object per record value, key =
+// task_id), the metrics that pipetel derives from them, a strict decoder whose
+// errors name the field, the value and what was expected, and the query API's
+// wire types (routes, parameters, Page, RetrySummary, ErrorBody), which the
+// server, the Go client and the CLI share. It imports nothing outside the
+// standard library.
 //
 // # Records
 //

@@ -17,12 +17,6 @@ import (
 	"github.com/pipetel/pipetel/schemas"
 )
 
-// DefaultLimit and MaxLimit bound one page of a list query.
-const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
-)
-
 // DefaultMaxScanKeys bounds the keys one list query examines (Options.MaxScanKeys). A filter that keeps
 // few of them (status=timed_out walks every failed metric, slower_than
 // every duration above the bound) would otherwise walk a whole index in one
@@ -42,7 +36,7 @@ type EventQuery struct {
 	// SlowerThan keeps only finished metrics whose duration exceeds it;
 	// zero means no bound.
 	SlowerThan time.Duration
-	// Limit is the page size: 0 means DefaultLimit; at most MaxLimit.
+	// Limit is the page size: 0 means schemas.DefaultLimit; at most schemas.MaxLimit.
 	Limit int
 	// Cursor continues after the previous page (its Next).
 	Cursor string
@@ -54,20 +48,6 @@ type NetworkQuery struct {
 	SlowerThan time.Duration
 	Limit      int
 	Cursor     string
-}
-
-// Page is one page of a list query; Next is empty on the last page.
-type Page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next_cursor,omitempty"`
-}
-
-// RetrySummary is the seed's get_retry_stats, over finished events.
-type RetrySummary struct {
-	TotalRetries       int64            `json:"total_retries"`
-	EventsWithRetries  int64            `json:"events_with_retries"`
-	MaxRetries         int64            `json:"max_retries"`
-	EventsByRetryCount map[string]int64 `json:"events_by_retry_count"`
 }
 
 // Event returns the metric of task, finished or pending, from the owned
@@ -123,7 +103,7 @@ func (s *Store) NetworkOp(taskID, opID string) (schemas.NetworkMetric, bool, err
 
 // Events lists event metrics. It stops with ctx's error when ctx ends
 // during the scan.
-func (s *Store) Events(ctx context.Context, q EventQuery) (Page[schemas.EventMetric], error) {
+func (s *Store) Events(ctx context.Context, q EventQuery) (schemas.Page[schemas.EventMetric], error) {
 	parts := s.Owned(Events)
 	var spans []span
 	load := func(txn *badger.Txn, k, v []byte) (schemas.EventMetric, bool, error) {
@@ -167,7 +147,7 @@ func (s *Store) Events(ctx context.Context, q EventQuery) (Page[schemas.EventMet
 }
 
 // NetworkOps lists network metrics like Events.
-func (s *Store) NetworkOps(ctx context.Context, q NetworkQuery) (Page[schemas.NetworkMetric], error) {
+func (s *Store) NetworkOps(ctx context.Context, q NetworkQuery) (schemas.Page[schemas.NetworkMetric], error) {
 	parts := s.Owned(Network)
 	var spans []span
 	load := func(txn *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
@@ -213,8 +193,8 @@ func (s *Store) NetworkOps(ctx context.Context, q NetworkQuery) (Page[schemas.Ne
 // RetryStats sums the retry statistics of the owned event partitions. It
 // reads one small value per partition: the statistics are kept up to date as
 // events finish and expire.
-func (s *Store) RetryStats() (RetrySummary, error) {
-	sum := RetrySummary{EventsByRetryCount: map[string]int64{}}
+func (s *Store) RetryStats() (schemas.RetrySummary, error) {
+	sum := schemas.RetrySummary{EventsByRetryCount: map[string]int64{}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, p := range s.Owned(Events) {
 			b := &Batch{s: s, txn: txn, unit: Unit{Events, p}}
@@ -278,19 +258,19 @@ func getFinished[T any](txn *badger.Txn, tag [2]byte, partPrefix, id []byte) (T,
 }
 
 func scanPage[T any](ctx context.Context, s *Store, spans []span, cursor string, limit int,
-	load func(txn *badger.Txn, k, v []byte) (T, bool, error), keep func(T) bool) (Page[T], error) {
+	load func(txn *badger.Txn, k, v []byte) (T, bool, error), keep func(T) bool) (schemas.Page[T], error) {
 	if limit <= 0 {
-		limit = DefaultLimit
+		limit = schemas.DefaultLimit
 	}
-	limit = min(limit, MaxLimit)
+	limit = min(limit, schemas.MaxLimit)
 	var after []byte
 	if cursor != "" {
 		var err error
 		if after, err = base64.RawURLEncoding.DecodeString(cursor); err != nil || len(after) < 6 {
-			return Page[T]{}, fmt.Errorf("cannot continue from cursor %q: %w", cursor, ErrBadCursor)
+			return schemas.Page[T]{}, fmt.Errorf("cannot continue from cursor %q: %w", cursor, ErrBadCursor)
 		}
 	}
-	page := Page[T]{Items: []T{}}
+	page := schemas.Page[T]{Items: []T{}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()

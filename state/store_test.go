@@ -730,7 +730,7 @@ func TestCursor(t *testing.T) {
 		t.Errorf("cursor past the end: %d items, next %q, %v", len(page.Items), page.Next, err)
 	}
 	// Limits: 0 means DefaultLimit, above MaxLimit is MaxLimit.
-	for _, limit := range []int{0, -1, state.MaxLimit + 1} {
+	for _, limit := range []int{0, -1, schemas.MaxLimit + 1} {
 		if page, err := s.Events(context.Background(), state.EventQuery{Limit: limit}); err != nil || len(page.Items) != 4 || page.Next != "" {
 			t.Errorf("limit %d: %d items, next %q, %v", limit, len(page.Items), page.Next, err)
 		}
@@ -794,7 +794,7 @@ func TestListScanIsBounded(t *testing.T) {
 		ms = append(ms, m)
 	}
 	finish(t, s, ev0, ms...)
-	q := state.EventQuery{Status: schemas.StatusTimedOut, Limit: state.MaxLimit}
+	q := state.EventQuery{Status: schemas.StatusTimedOut, Limit: schemas.MaxLimit}
 	pages := 0
 	var got []string
 	for {

@@ -18,6 +18,7 @@ import (
 	"github.com/pipetel/pipetel/delivery"
 	"github.com/pipetel/pipetel/internal/kafkaconn"
 	"github.com/pipetel/pipetel/processor"
+	"github.com/pipetel/pipetel/query"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/state"
 )
@@ -114,7 +115,9 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	a.proc = proc
 	// The API answers for the whole group: it finds the other instances
 	// by the addresses they advertise in the group's member metadata.
-	cluster, err := processor.NewCluster(cfg.Processor)
+	pc := cfg.Processor.WithDefaults()
+	cluster, err := query.NewCluster(query.ClusterConfig{Brokers: pc.Brokers, GroupID: pc.GroupID,
+		EventsTopic: pc.EventsTopic, NetworkTopic: pc.NetworkTopic, AdvertiseHTTP: pc.AdvertiseHTTP})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -126,7 +129,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	processor.NewAPI(store, processor.WithCluster(cluster), processor.WithAPILogger(log)).Register(mux)
+	query.NewAPI(store, query.WithCluster(cluster), query.WithAPILogger(log)).Register(mux)
 	if cfg.HTTP.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

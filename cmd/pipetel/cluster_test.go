@@ -50,7 +50,7 @@ func listPaged[T any](t *testing.T, a *runningApp, path string, limit int) []T {
 		if cursor != "" {
 			u += "&cursor=" + url.QueryEscape(cursor)
 		}
-		var page state.Page[T]
+		var page schemas.Page[T]
 		if code := a.getJSON(t, u, &page); code != http.StatusOK {
 			t.Fatalf("GET %s: status %d", u, code)
 		}
@@ -97,7 +97,7 @@ func TestClusterView(t *testing.T) {
 		}
 		return ev == n && nw == float64(want.ops), fmt.Sprintf("events %v network %v", ev, nw)
 	})
-	wantRetries, _ := json.Marshal(state.RetrySummary{TotalRetries: int64(want.retries), EventsWithRetries: int64(want.withRetries),
+	wantRetries, _ := json.Marshal(schemas.RetrySummary{TotalRetries: int64(want.retries), EventsWithRetries: int64(want.withRetries),
 		MaxRetries: int64(want.maxRetries), EventsByRetryCount: want.byRetryCount})
 	// The routing tables follow the group within their TTL.
 	waitFor(t, 30*time.Second, "both instances to answer for the whole group", func() (bool, string) {
@@ -229,7 +229,7 @@ func TestClusterView(t *testing.T) {
 
 		out, _, err = query("network", "--status", "failed", "--all", "--json")
 		must(t, err)
-		var page state.Page[schemas.NetworkMetric]
+		var page schemas.Page[schemas.NetworkMetric]
 		must(t, json.Unmarshal([]byte(out), &page))
 		if len(page.Items) != want.opsFailed || page.Next != "" {
 			t.Errorf("query --json network --all: %d items, next %q; want %d", len(page.Items), page.Next, want.opsFailed)

@@ -182,7 +182,7 @@ func summarize(ctx context.Context, store *state.Store, tasks int) (devSummary, 
 	var durations []float64
 	cursor := ""
 	for {
-		page, err := store.Events(ctx, state.EventQuery{Limit: state.MaxLimit, Cursor: cursor})
+		page, err := store.Events(ctx, state.EventQuery{Limit: schemas.MaxLimit, Cursor: cursor})
 		if err != nil {
 			return sum, err
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 // listAll pages through a list endpoint and returns every item.
@@ -29,7 +28,7 @@ func listAll[T any](t *testing.T, a *runningApp, path string) []T {
 		sep = "&"
 	}
 	for pages := 0; ; pages++ {
-		var page state.Page[T]
+		var page schemas.Page[T]
 		url := path + sep + "limit=97"
 		if cursor != "" {
 			url += "&cursor=" + cursor
@@ -132,7 +131,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("retries", func(t *testing.T) {
-		var got state.RetrySummary
+		var got schemas.RetrySummary
 		a.getJSON(t, "/api/v1/retries", &got)
 		if got.TotalRetries != int64(want.retries) || got.EventsWithRetries != int64(want.withRetries) ||
 			got.MaxRetries != int64(want.maxRetries) || fmt.Sprint(got.EventsByRetryCount) != fmt.Sprint(want.byRetryCount) {

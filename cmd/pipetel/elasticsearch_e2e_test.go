@@ -14,7 +14,6 @@ import (
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 // waitDelivered waits until an instance has finished n events and ops
@@ -253,7 +252,7 @@ func TestElasticsearchOutage(t *testing.T) {
 		return ev == n && retries == float64(want.retries) && ops == float64(want.ops),
 			fmt.Sprintf("events_total %v event_retries_total %v network_operations_total %v", ev, retries, ops)
 	})
-	var retries state.RetrySummary
+	var retries schemas.RetrySummary
 	a.getJSON(t, "/api/v1/retries", &retries)
 	if retries.TotalRetries != int64(want.retries) || retries.EventsWithRetries != int64(want.withRetries) {
 		t.Errorf("API retries %+v during the outage, want total %d with %d", retries, want.retries, want.withRetries)

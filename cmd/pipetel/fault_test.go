@@ -18,7 +18,6 @@ import (
 
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 // skipUnlessHeavy gates the tests that run several pipetel processes for
@@ -164,7 +163,7 @@ func listEvents(in *instance) ([]schemas.EventMetric, error) {
 		if code != http.StatusOK {
 			return nil, fmt.Errorf("GET %s: %d %s", path, code, body)
 		}
-		var page state.Page[schemas.EventMetric]
+		var page schemas.Page[schemas.EventMetric]
 		if err := json.Unmarshal(body, &page); err != nil {
 			return nil, fmt.Errorf("GET %s: %v", path, err)
 		}
@@ -234,7 +233,7 @@ func (f *fleet) checkDrained(s scenario, n int, timeout time.Duration) time.Dura
 	if failed != e.failed {
 		t.Errorf("%d failed events listed, want %d", failed, e.failed)
 	}
-	wantRetries, _ := json.Marshal(state.RetrySummary{TotalRetries: int64(e.retries), EventsWithRetries: int64(e.withRetries),
+	wantRetries, _ := json.Marshal(schemas.RetrySummary{TotalRetries: int64(e.retries), EventsWithRetries: int64(e.withRetries),
 		MaxRetries: int64(e.maxRetries), EventsByRetryCount: e.byRetryCount})
 	if code, body, err := f.live()[0].get("/api/v1/retries"); err != nil || code != 200 || string(body) != string(wantRetries)+"\n" {
 		t.Errorf("GET /api/v1/retries: %d %s %v, want %s", code, body, err, wantRetries)

@@ -17,7 +17,6 @@ import (
 	"github.com/pipetel/pipetel/processor"
 	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 	"github.com/pipetel/pipetel/telemetry"
 )
 
@@ -103,7 +102,7 @@ func eventsWhere(t *testing.T, a *runningApp, query string) []schemas.EventMetri
 		if cursor != "" {
 			url += "&cursor=" + neturl.QueryEscape(cursor)
 		}
-		var page state.Page[schemas.EventMetric]
+		var page schemas.Page[schemas.EventMetric]
 		if code := a.getJSON(t, url, &page); code != http.StatusOK {
 			t.Fatalf("GET %s: status %d", url, code)
 		}

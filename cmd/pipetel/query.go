@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,8 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipetel/pipetel/client"
 	"github.com/pipetel/pipetel/schemas"
-	"github.com/pipetel/pipetel/state"
 )
 
 const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--json] <what> [flags]
@@ -33,53 +32,7 @@ Any instance answers for the whole group. --json prints the API's JSON.
 `
 
 // APIError is an error answer of the query API.
-type APIError struct {
-	Status    int
-	Message   string
-	Parameter string
-}
-
-func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status) }
-
-// queryClient asks one instance's query API.
-type queryClient struct {
-	addr string
-	http *http.Client
-}
-
-// get returns the body of a 200 answer to path; any other answer is an
-// *APIError with the API's message.
-func (c queryClient) get(ctx context.Context, path string) ([]byte, error) {
-	u := "http://" + c.addr + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("cannot query %q: %w", u, err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is in the message already
-		}
-		return nil, fmt.Errorf("cannot query %q: %w", u, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the answer of %q: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error     string `json:"error"`
-			Parameter string `json:"parameter"`
-		}
-		if json.Unmarshal(body, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(body))
-		}
-		return nil, &APIError{Status: resp.StatusCode, Message: e.Error, Parameter: e.Parameter}
-	}
-	return body, nil
-}
+type APIError = client.Error
 
 // queryCommand runs "pipetel query": it asks an instance's API and prints an
 // aligned table to stdout, or the API's JSON with --json. Hints go to
@@ -142,23 +95,25 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if sub.NArg() > 0 {
 		return fmt.Errorf("query %s: unexpected argument %q", what, sub.Arg(0))
 	}
-	c := queryClient{addr: addr, http: &http.Client{Timeout: 30 * time.Second}}
+	c := client.New("http://" + addr)
 
 	switch what {
 	case "events", "network":
-		q := url.Values{}
-		set := func(k, v string) {
-			if v != "" {
-				q.Set(k, v)
+		f := client.Filter{Status: schemas.Status(status), Limit: limit, Cursor: cursor}
+		if slower != "" {
+			// A value the typed filter cannot carry as given goes as it
+			// is, so the API's own answer (400 naming it) stays the same.
+			if d, err := schemas.ParseDuration(slower); err == nil && d > 0 {
+				f.SlowerThan = d
+			} else {
+				f.Params = url.Values{schemas.ParamSlowerThan: {slower}}
 			}
 		}
-		set("status", status)
-		set("slower_than", slower)
-		if limit != 0 {
-			q.Set("limit", strconv.Itoa(limit))
+		path := schemas.PathEvents
+		if what == "network" {
+			path = schemas.PathNetwork
 		}
-		set("cursor", cursor)
-		items, next, raw, err := listPages(ctx, c, "/api/v1/"+what, q, all)
+		items, next, raw, err := listPages(ctx, c, path, f, all)
 		if err != nil {
 			return err
 		}
@@ -167,7 +122,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				_, err := stdout.Write(raw)
 				return err
 			}
-			return writeIndentless(stdout, state.Page[json.RawMessage]{Items: items})
+			return writeIndentless(stdout, schemas.Page[json.RawMessage]{Items: items})
 		}
 		if what == "events" {
 			err = printEvents(stdout, items)
@@ -179,11 +134,11 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return err
 	case "event", "operation":
-		path := "/api/v1/events/" + url.PathEscape(taskID)
+		path := schemas.EventPath(taskID)
 		if what == "operation" {
-			path = "/api/v1/network/" + url.PathEscape(taskID) + "?op_id=" + url.QueryEscape(opID)
+			path = schemas.NetworkOpPath(taskID, opID)
 		}
-		body, err := c.get(ctx, path)
+		body, err := c.Raw(ctx, path, nil)
 		if err != nil {
 			return err
 		}
@@ -196,7 +151,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return printNetwork(stdout, []json.RawMessage{body})
 	case "retries":
-		body, err := c.get(ctx, "/api/v1/retries")
+		body, err := c.Raw(ctx, schemas.PathRetries, nil)
 		if err != nil {
 			return err
 		}
@@ -221,26 +176,27 @@ func helpIsNoError(err error) error {
 
 // listPages reads one page of a list, or every page with all. raw is the
 // body of the only page read when all is false.
-func listPages(ctx context.Context, c queryClient, path string, q url.Values, all bool) (items []json.RawMessage, next string, raw []byte, err error) {
+func listPages(ctx context.Context, c *client.Client, path string, f client.Filter, all bool) (items []json.RawMessage, next string, raw []byte, err error) {
 	items = []json.RawMessage{}
 	for {
-		p := path
-		if len(q) > 0 {
-			p += "?" + q.Encode()
-		}
-		body, err := c.get(ctx, p)
+		q := f.Query()
+		body, err := c.Raw(ctx, path, q)
 		if err != nil {
 			return nil, "", nil, err
 		}
-		var page state.Page[json.RawMessage]
+		var page schemas.Page[json.RawMessage]
 		if err := json.Unmarshal(body, &page); err != nil {
+			p := path
+			if len(q) > 0 {
+				p += "?" + q.Encode()
+			}
 			return nil, "", nil, fmt.Errorf("cannot decode the answer to %q: %w", p, err)
 		}
 		items = append(items, page.Items...)
 		if !all || page.Next == "" {
 			return items, page.Next, body, nil
 		}
-		q.Set("cursor", page.Next)
+		f.Cursor = page.Next
 	}
 }
 
@@ -296,7 +252,7 @@ func printNetwork(w io.Writer, items []json.RawMessage) error {
 }
 
 func printRetries(w io.Writer, body []byte) error {
-	var s state.RetrySummary
+	var s schemas.RetrySummary
 	if err := json.Unmarshal(body, &s); err != nil {
 		return fmt.Errorf("cannot decode retry statistics %s: %w", bytes.TrimSpace(body), err)
 	}

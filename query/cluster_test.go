@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"context"
@@ -257,22 +257,22 @@ func FuzzDecodeClusterCursor(f *testing.F) {
 }
 
 func TestMergeRetries(t *testing.T) {
-	sum := func(total, with, maxR int64, by map[string]int64) state.RetrySummary {
-		return state.RetrySummary{TotalRetries: total, EventsWithRetries: with, MaxRetries: maxR, EventsByRetryCount: by}
+	sum := func(total, with, maxR int64, by map[string]int64) schemas.RetrySummary {
+		return schemas.RetrySummary{TotalRetries: total, EventsWithRetries: with, MaxRetries: maxR, EventsByRetryCount: by}
 	}
 	tests := []struct {
 		name  string
-		parts []state.RetrySummary
+		parts []schemas.RetrySummary
 		want  string
 	}{
 		{"none", nil, `{"total_retries":0,"events_with_retries":0,"max_retries":0,"events_by_retry_count":{}}`},
-		{"one", []state.RetrySummary{sum(3, 2, 2, map[string]int64{"0": 2, "1": 1, "2": 1})},
+		{"one", []schemas.RetrySummary{sum(3, 2, 2, map[string]int64{"0": 2, "1": 1, "2": 1})},
 			`{"total_retries":3,"events_with_retries":2,"max_retries":2,"events_by_retry_count":{"0":2,"1":1,"2":1}}`},
-		{"two", []state.RetrySummary{
+		{"two", []schemas.RetrySummary{
 			sum(3, 2, 2, map[string]int64{"0": 2, "1": 1, "2": 1}),
 			sum(7, 3, 3, map[string]int64{"0": 5, "1": 1, "3": 2}),
 		}, `{"total_retries":10,"events_with_retries":5,"max_retries":3,"events_by_retry_count":{"0":7,"1":2,"2":1,"3":2}}`},
-		{"an empty member", []state.RetrySummary{
+		{"an empty member", []schemas.RetrySummary{
 			sum(0, 0, 0, map[string]int64{}),
 			sum(4, 1, 4, map[string]int64{"4": 1}),
 		}, `{"total_retries":4,"events_with_retries":1,"max_retries":4,"events_by_retry_count":{"4":1}}`},
@@ -354,7 +354,7 @@ func newTestGroup(t *testing.T, owned ...[]int) ([]*testInstance, *fakeGroup) {
 			units = append(units, state.Unit{Stream: state.Events, Partition: int32(p)}, state.Unit{Stream: state.Network, Partition: int32(p)})
 		}
 		in.store = newStore(t, units...)
-		c, err := NewCluster(Config{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", AdvertiseHTTP: in.addr()}, withGroupClient(fg))
+		c, err := NewCluster(ClusterConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", AdvertiseHTTP: in.addr()}, withGroupClient(fg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +407,7 @@ func fillGroup(t *testing.T, insts []*testInstance, n int) string {
 		}
 		maxR = max(maxR, int64(i%3))
 	}
-	b, _ := json.Marshal(state.RetrySummary{TotalRetries: total, EventsWithRetries: with, MaxRetries: maxR, EventsByRetryCount: byCount})
+	b, _ := json.Marshal(schemas.RetrySummary{TotalRetries: total, EventsWithRetries: with, MaxRetries: maxR, EventsByRetryCount: byCount})
 	return string(b) + "\n"
 }
 

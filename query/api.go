@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -50,18 +49,15 @@ func NewAPI(store *state.Store, opts ...APIOption) *API {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/events/{task_id...}", a.event)
-	mux.HandleFunc("GET /api/v1/events", list(a, state.Events, a.events))
-	mux.HandleFunc("GET /api/v1/network/{task_id...}", a.networkOp)
-	mux.HandleFunc("GET /api/v1/network", list(a, state.Network, a.network))
-	mux.HandleFunc("GET /api/v1/retries", a.retries)
+	mux.HandleFunc("GET "+schemas.PathEvents+"/{task_id...}", a.event)
+	mux.HandleFunc("GET "+schemas.PathEvents, list(a, state.Events, a.events))
+	mux.HandleFunc("GET "+schemas.PathNetwork+"/{task_id...}", a.networkOp)
+	mux.HandleFunc("GET "+schemas.PathNetwork, list(a, state.Network, a.network))
+	mux.HandleFunc("GET "+schemas.PathRetries, a.retries)
 }
 
 // apiError is the body of every error response.
-type apiError struct {
-	Error     string `json:"error"`
-	Parameter string `json:"parameter,omitempty"`
-}
+type apiError = schemas.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -109,11 +105,11 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if !onlyParams(w, q, "op_id") {
+	if !onlyParams(w, q, schemas.ParamOpID) {
 		return
 	}
 	id := r.PathValue("task_id")
-	m, found, err := a.store.NetworkOp(id, q.Get("op_id"))
+	m, found, err := a.store.NetworkOp(id, q.Get(schemas.ParamOpID))
 	if err != nil {
 		a.internalError(w, r, err)
 		return
@@ -122,7 +118,7 @@ func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 		if a.routeElsewhere(w, r, state.Network, id) {
 			return
 		}
-		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no network operation with task_id %q and op_id %q", id, q.Get("op_id"))})
+		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no network operation with task_id %q and op_id %q", id, q.Get(schemas.ParamOpID))})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)
@@ -140,55 +136,42 @@ var statuses = []schemas.Status{schemas.StatusPending, schemas.StatusCompleted, 
 
 func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 	var p listParams
-	if !onlyParams(w, q, "status", "slower_than", "limit", "cursor") {
+	if !onlyParams(w, q, schemas.ParamStatus, schemas.ParamSlowerThan, schemas.ParamLimit, schemas.ParamCursor) {
 		return p, false
 	}
-	if v := q.Get("status"); v != "" {
+	if v := q.Get(schemas.ParamStatus); v != "" {
 		for _, s := range statuses {
 			if string(s) == v {
 				p.status = s
 			}
 		}
 		if p.status == "" {
-			badParam(w, "status", v, "one of pending, completed, failed, timed_out, orphan")
+			badParam(w, schemas.ParamStatus, v, "one of pending, completed, failed, timed_out, orphan")
 			return p, false
 		}
 	}
-	if v := q.Get("slower_than"); v != "" {
-		d, err := parseDuration(v)
+	if v := q.Get(schemas.ParamSlowerThan); v != "" {
+		d, err := schemas.ParseDuration(v)
 		if err != nil || d < 0 {
-			badParam(w, "slower_than", v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
+			badParam(w, schemas.ParamSlowerThan, v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
 			return p, false
 		}
 		p.slowerThan = d
 		if p.status == schemas.StatusPending {
-			badParam(w, "status", "pending", "a finished status when slower_than is set: pending metrics have no duration")
+			badParam(w, schemas.ParamStatus, "pending", "a finished status when slower_than is set: pending metrics have no duration")
 			return p, false
 		}
 	}
-	if v := q.Get("limit"); v != "" {
+	if v := q.Get(schemas.ParamLimit); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > state.MaxLimit {
-			badParam(w, "limit", v, fmt.Sprintf("an integer 1..%d", state.MaxLimit))
+		if err != nil || n < 1 || n > schemas.MaxLimit {
+			badParam(w, schemas.ParamLimit, v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
 			return p, false
 		}
 		p.limit = n
 	}
-	p.cursor = q.Get("cursor")
+	p.cursor = q.Get(schemas.ParamCursor)
 	return p, true
-}
-
-func parseDuration(v string) (time.Duration, error) {
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		// Converting NaN or an out-of-range float to an integer is
-		// implementation-defined in Go: reject them instead.
-		ns := secs * float64(time.Second)
-		if math.IsNaN(ns) || ns >= math.MaxInt64 || ns < math.MinInt64 {
-			return 0, fmt.Errorf("duration %q out of range", v)
-		}
-		return time.Duration(ns), nil
-	}
-	return time.ParseDuration(v)
 }
 
 // onlyParams answers 400 for a parameter the endpoint does not know, so that
@@ -213,7 +196,7 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 
 // list serves one list endpoint: from this instance's partitions with
 // scope=local, otherwise gathered from every instance.
-func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (state.Page[T], error)) http.HandlerFunc {
+func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[T], error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		local, ok := a.scope(w, r, q)
@@ -224,7 +207,7 @@ func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listPa
 		if !ok {
 			return
 		}
-		query := func(limit int, cursor string) (state.Page[T], error) { return run(r.Context(), p, limit, cursor) }
+		query := func(limit int, cursor string) (schemas.Page[T], error) { return run(r.Context(), p, limit, cursor) }
 		if local {
 			page, err := query(p.limit, p.cursor)
 			writePage(a, w, r, page, err)
@@ -234,17 +217,17 @@ func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listPa
 	}
 }
 
-func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.EventMetric], error) {
+func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.EventMetric], error) {
 	return a.store.Events(ctx, state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (state.Page[schemas.NetworkMetric], error) {
+func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.NetworkMetric], error) {
 	return a.store.NetworkOps(ctx, state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
 }
 
-func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page state.Page[T], err error) {
+func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page schemas.Page[T], err error) {
 	if errors.Is(err, state.ErrBadCursor) {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "cursor"})
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: schemas.ParamCursor})
 		return
 	}
 	if err != nil {
@@ -277,13 +260,13 @@ func (a *API) retries(w http.ResponseWriter, r *http.Request) {
 // answered from this instance's partitions only: scope=local, a request
 // another instance forwarded, or an API without a cluster.
 func (a *API) scope(w http.ResponseWriter, r *http.Request, q url.Values) (local, ok bool) {
-	v := q.Get("scope")
-	q.Del("scope")
-	if v != "" && v != "local" && v != "cluster" {
-		badParam(w, "scope", v, "one of cluster, local")
+	v := q.Get(schemas.ParamScope)
+	q.Del(schemas.ParamScope)
+	if v != "" && v != schemas.ScopeLocal && v != schemas.ScopeCluster {
+		badParam(w, schemas.ParamScope, v, "one of cluster, local")
 		return false, false
 	}
-	return a.cluster == nil || v == "local" || r.Header.Get(ForwardedHeader) != "", true
+	return a.cluster == nil || v == schemas.ScopeLocal || r.Header.Get(ForwardedHeader) != "", true
 }
 
 func unavailable(w http.ResponseWriter, err error) {
@@ -359,7 +342,7 @@ func (a *API) routeElsewhere(w http.ResponseWriter, r *http.Request, st state.St
 // its store directly; when it is the whole group the answer is exactly the
 // local one.
 func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values, st state.Stream, p listParams,
-	local func(limit int, cursor string) (state.Page[T], error)) {
+	local func(limit int, cursor string) (schemas.Page[T], error)) {
 	ctx := r.Context()
 	rt, err := a.cluster.servingAll(ctx, a.topic(st))
 	if err != nil {
@@ -388,7 +371,7 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 	var me *MemberError
 	switch {
 	case errors.Is(err, ErrAssignmentChanged):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Parameter: "cursor"})
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Parameter: schemas.ParamCursor})
 	case errors.As(err, &me) && me.Status == 0:
 		unavailable(w, err)
 	case errors.As(err, &me) && me.Err != nil:
@@ -409,13 +392,13 @@ func (a *API) gatherRetries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	members, _ := rt.serving(a.cluster.cfg.EventsTopic)
-	parts := make([]state.RetrySummary, 0, len(members))
+	parts := make([]schemas.RetrySummary, 0, len(members))
 	for _, m := range members {
-		var s state.RetrySummary
+		var s schemas.RetrySummary
 		if m.self {
 			s, err = a.store.RetryStats()
 		} else {
-			err = a.cluster.getJSON(ctx, m.addr, "/api/v1/retries?scope=local", &s)
+			err = a.cluster.getJSON(ctx, m.addr, schemas.PathRetries+"?"+schemas.ParamScope+"="+schemas.ScopeLocal, &s)
 		}
 		var me *MemberError
 		switch {
@@ -446,7 +429,7 @@ func relay(w http.ResponseWriter, status int, body []byte) {
 
 // rawItems encodes a local page's items as the API writes them, so that
 // local and relayed items of a merged page are alike.
-func rawItems[T any](page state.Page[T]) (rawPage, error) {
+func rawItems[T any](page schemas.Page[T]) (rawPage, error) {
 	out := rawPage{Items: make([]json.RawMessage, 0, len(page.Items)), Next: page.Next}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"context"
@@ -9,31 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 )
-
-func TestCheckAdvertise(t *testing.T) {
-	f := func(addr string, ok bool) {
-		t.Helper()
-		if err := checkAdvertise(addr); (err == nil) != ok {
-			t.Errorf("checkAdvertise(%q) = %v, want ok %v", addr, err, ok)
-		}
-	}
-	f("127.0.0.1:9464", true)
-	f("pipetel-0.pipetel.monitoring.svc.cluster.local:9464", true)
-	f("[::1]:9464", true)
-	f("10.0.0.7:1", true)
-	f("169.254.169.254/latest/meta-data/?x=:1", false)
-	f("user@host:9464", false)
-	f("host#x:9464", false)
-	f("h ost:9464", false)
-	f("0.0.0.0:9464", false)
-	f("[::]:9464", false)
-	f(":9464", false)
-	f("host", false)
-	f("host:0", false)
-	f("host:65536", false)
-	f("host:+1", false)
-	f("host:09464", false)
-}
 
 // TestMemberAnswersAreBounded: another instance's redirect is not followed
 // and an answer over maxMemberBody is refused, not read into memory.
@@ -55,7 +30,7 @@ func TestMemberAnswersAreBounded(t *testing.T) {
 		}
 	}))
 	defer member.Close()
-	c, err := NewCluster(Config{Brokers: []string{"127.0.0.1:1"}, AdvertiseHTTP: "127.0.0.1:9464"})
+	c, err := NewCluster(ClusterConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", AdvertiseHTTP: "127.0.0.1:9464"})
 	if err != nil {
 		t.Fatal(err)
 	}

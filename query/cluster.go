@@ -1,4 +1,4 @@
-package processor
+package query
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/pipetel/pipetel/internal/membership"
+	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 )
 
@@ -25,6 +27,22 @@ import (
 // a client. An instance answers such a request from its own store and never
 // forwards it again, so a stale routing table cannot make requests loop.
 const ForwardedHeader = "X-Pipetel-Forwarded"
+
+// ClusterConfig is what the cluster view needs of the instance's
+// configuration (the processor section of pipetel's config).
+type ClusterConfig struct {
+	// Brokers are the bootstrap addresses (host:port). Required.
+	Brokers []string
+	// GroupID is the processor's consumer group. Required.
+	GroupID string
+	// EventsTopic and NetworkTopic are the group's input topics. Defaults
+	// schemas.DefaultEventsTopic and schemas.DefaultNetworkTopic.
+	EventsTopic, NetworkTopic string
+	// AdvertiseHTTP is the address (host:port) the other instances reach
+	// this one's API at, as the processor advertises it in its member
+	// metadata (processor.advertise_http). Required.
+	AdvertiseHTTP string
+}
 
 // ErrNoOwner is returned, wrapped in a *RouteError or with the partitions it
 // concerns, when the group's current assignment names no reachable instance
@@ -83,7 +101,7 @@ var _ groupClient = (*kafka.Client)(nil)
 // by its advertised HTTP address, serves which partitions, and in which
 // partition a task lives. The API uses it to answer for the whole group.
 type Cluster struct {
-	cfg        Config
+	cfg        ClusterConfig
 	client     groupClient
 	transport  *kafka.Transport // nil when the client was injected
 	httpClient *http.Client
@@ -115,15 +133,22 @@ func withGroupClient(gc groupClient) ClusterOption {
 	return func(c *Cluster) { c.client, c.transport = gc, nil }
 }
 
-// NewCluster returns the group view of the instance configured by cfg; cfg
-// is completed with its defaults and validated, and its AdvertiseHTTP must
-// be the address this instance's API is reached at.
-func NewCluster(cfg Config, opts ...ClusterOption) (*Cluster, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+// NewCluster returns the group view of the instance configured by cfg; its
+// AdvertiseHTTP must be the address this instance's API is reached at.
+func NewCluster(cfg ClusterConfig, opts ...ClusterOption) (*Cluster, error) {
+	if cfg.EventsTopic == "" {
+		cfg.EventsTopic = schemas.DefaultEventsTopic
 	}
-	if err := checkAdvertise(cfg.AdvertiseHTTP); err != nil {
+	if cfg.NetworkTopic == "" {
+		cfg.NetworkTopic = schemas.DefaultNetworkTopic
+	}
+	switch {
+	case len(cfg.Brokers) == 0:
+		return nil, fmt.Errorf("processor.brokers: got [], expected at least one host:port address")
+	case cfg.GroupID == "":
+		return nil, fmt.Errorf("processor.group_id: got \"\", expected the consumer group")
+	}
+	if err := membership.Check(cfg.AdvertiseHTTP); err != nil {
 		return nil, fmt.Errorf("processor.advertise_http: got %q (%v), expected the host:port other instances reach this one at: a DNS name or IP address and a port", cfg.AdvertiseHTTP, err)
 	}
 	tr := &kafka.Transport{}
@@ -181,8 +206,8 @@ func newRouting(g kafka.DescribeGroupsResponseGroup, self string) (*routing, err
 	rt := &routing{group: g.GroupID, state: g.GroupState, owner: map[string]map[int]int{}}
 	byAddr := map[string]int{}
 	for _, m := range g.Members {
-		addr := string(m.MemberMetadata.UserData)
-		if checkAdvertise(addr) != nil {
+		addr := membership.Addr(m.MemberMetadata.UserData)
+		if membership.Check(addr) != nil {
 			continue // unreachable by design: its partitions have no owner
 		}
 		i, ok := byAddr[addr]
@@ -439,7 +464,7 @@ func (c *Cluster) getJSON(ctx context.Context, addr, uri string, out any) error 
 
 // rawPage is a list page whose items are kept as their JSON, so that pages
 // of other instances are relayed byte for byte.
-type rawPage = state.Page[json.RawMessage]
+type rawPage = schemas.Page[json.RawMessage]
 
 // clusterCursor continues a list across the instances of the group: the
 // members before Member (in address order) are exhausted, Member is read
@@ -487,7 +512,7 @@ type fetchFunc func(m member, limit int, cursor string) (rawPage, error)
 // page).
 func mergePages(members []member, fingerprint, cursor string, limit int, fetch fetchFunc) (rawPage, error) {
 	if limit <= 0 {
-		limit = state.DefaultLimit
+		limit = schemas.DefaultLimit
 	}
 	cc := clusterCursor{Assignment: fingerprint}
 	if cursor != "" {
@@ -526,8 +551,8 @@ func mergePages(members []member, fingerprint, cursor string, limit int, fetch f
 }
 
 // mergeRetries adds up the retry statistics of disjoint sets of partitions.
-func mergeRetries(parts ...state.RetrySummary) state.RetrySummary {
-	sum := state.RetrySummary{EventsByRetryCount: map[string]int64{}}
+func mergeRetries(parts ...schemas.RetrySummary) schemas.RetrySummary {
+	sum := schemas.RetrySummary{EventsByRetryCount: map[string]int64{}}
 	for _, p := range parts {
 		sum.TotalRetries += p.TotalRetries
 		sum.EventsWithRetries += p.EventsWithRetries
@@ -546,11 +571,11 @@ func localQuery(q url.Values, limit int, cursor string) string {
 	for k, v := range q {
 		lq[k] = v
 	}
-	lq.Set("scope", "local")
-	lq.Set("limit", strconv.Itoa(limit))
-	lq.Del("cursor")
+	lq.Set(schemas.ParamScope, schemas.ScopeLocal)
+	lq.Set(schemas.ParamLimit, strconv.Itoa(limit))
+	lq.Del(schemas.ParamCursor)
 	if cursor != "" {
-		lq.Set("cursor", cursor)
+		lq.Set(schemas.ParamCursor, cursor)
 	}
 	return lq.Encode()
 }
