@@ -42,6 +42,8 @@ type ClusterConfig struct {
 	// this one's API at, as the processor advertises it in its member
 	// metadata (processor.advertise_http). Required.
 	AdvertiseHTTP string
+	// Transport connects to the brokers (TLS, SASL); nil: plaintext.
+	Transport *kafka.Transport
 }
 
 // ErrNoOwner is returned, wrapped in a *RouteError or with the partitions it
@@ -151,7 +153,10 @@ func NewCluster(cfg ClusterConfig, opts ...ClusterOption) (*Cluster, error) {
 	if err := membership.Check(cfg.AdvertiseHTTP); err != nil {
 		return nil, fmt.Errorf("processor.advertise_http: got %q (%v), expected the host:port other instances reach this one at: a DNS name or IP address and a port", cfg.AdvertiseHTTP, err)
 	}
-	tr := &kafka.Transport{}
+	tr := cfg.Transport
+	if tr == nil {
+		tr = &kafka.Transport{}
+	}
 	httpTransport := http.DefaultTransport.(*http.Transport).Clone()
 	c := &Cluster{
 		cfg:       cfg,

@@ -1,6 +1,9 @@
 package telemetry
 
 import (
+	"crypto/tls"
+
+	"github.com/segmentio/kafka-go/sasl"
 	"time"
 
 	"github.com/pipetel/pipetel/schemas"
@@ -25,6 +28,8 @@ type config struct {
 	maxInFlight      int
 	autoCreateTopics bool
 	onError          func(err error, rec schemas.Record)
+	tls              *tls.Config
+	sasl             sasl.Mechanism
 }
 
 func defaultConfig() config {
@@ -36,6 +41,20 @@ func defaultConfig() config {
 		batchTimeout: DefaultBatchTimeout,
 		maxInFlight:  DefaultMaxInFlight,
 	}
+}
+
+// WithTLS connects to the brokers with TLS (for example a RootCAs pool of
+// the cluster's CA, Certificates for mutual TLS). Default: no TLS.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
+// WithSASL authenticates to the brokers, with kafka-go's mechanisms:
+// plain.Mechanism{Username, Password} or scram.Mechanism(scram.SHA512, user,
+// password) (packages github.com/segmentio/kafka-go/sasl/plain and
+// .../sasl/scram). Default: none.
+func WithSASL(m sasl.Mechanism) Option {
+	return func(c *config) { c.sasl = m }
 }
 
 // WithEventsTopic sets the topic of event records (start, retry, end).

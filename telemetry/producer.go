@@ -67,7 +67,7 @@ func NewProducer(brokers []string, opts ...Option) (*Producer, error) {
 		cfg: cfg,
 		// A transport of its own: the shared kafka.DefaultTransport caches
 		// metadata across every writer of the process.
-		transport: &kafka.Transport{},
+		transport: &kafka.Transport{TLS: cfg.tls, SASL: cfg.sasl},
 		slots:     make(chan struct{}, cfg.maxInFlight),
 		pending:   make(map[uint64]int),
 		changed:   make(chan struct{}),

@@ -117,7 +117,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	// by the addresses they advertise in the group's member metadata.
 	pc := cfg.Processor.WithDefaults()
 	cluster, err := query.NewCluster(query.ClusterConfig{Brokers: pc.Brokers, GroupID: pc.GroupID,
-		EventsTopic: pc.EventsTopic, NetworkTopic: pc.NetworkTopic, AdvertiseHTTP: pc.AdvertiseHTTP})
+		EventsTopic: pc.EventsTopic, NetworkTopic: pc.NetworkTopic, AdvertiseHTTP: pc.AdvertiseHTTP, Transport: conn.Transport()})
 	if err != nil {
 		a.close()
 		return nil, err
