@@ -56,6 +56,7 @@ func (c *partitionConsumer) run(ctx context.Context) {
 		// changelog's end fails for a moment (not leader, EOF): retry a few
 		// times before giving the partition back to a rebalance.
 		var err error
+		p.restoring.Add(1) // not ready while any partition prepares its state
 		for attempt := 1; attempt <= 5 && ctx.Err() == nil; attempt++ {
 			if err = c.prepareState(ctx); err == nil {
 				break
@@ -63,6 +64,7 @@ func (c *partitionConsumer) run(ctx context.Context) {
 			log.Warn("cannot prepare partition state from the changelog; retrying", "attempt", attempt, "err", err)
 			sleepCtx(ctx, time.Duration(attempt)*500*time.Millisecond)
 		}
+		p.restoring.Add(-1)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("cannot prepare partition state from the changelog", "err", err)

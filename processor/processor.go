@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,7 @@ type Processor struct {
 
 	readyOnce sync.Once
 	ready     chan struct{}
+	restoring atomic.Int64 // partitions in prepareState, for Readiness
 }
 
 // NewChangelog returns the changelog the store must be opened with, unless
@@ -78,6 +80,22 @@ func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Lo
 // Ready is closed once the processor has joined the group and received its
 // first assignment.
 func (p *Processor) Ready() <-chan struct{} { return p.ready }
+
+// Readiness says why the processor should not get traffic yet, nil when it
+// should: it has joined its group and no partition is being restored. A
+// member without a generation (rebalancing, or the brokers out of reach)
+// answers queries only for what it already has.
+func (p *Processor) Readiness() error {
+	select {
+	case <-p.ready:
+	default:
+		return errors.New("not yet a member of the consumer group")
+	}
+	if n := p.restoring.Load(); n > 0 {
+		return fmt.Errorf("restoring %d partitions from the changelog", n)
+	}
+	return nil
+}
 
 // Run consumes until ctx is cancelled. On cancellation it stops fetching,
 // finishes and commits the batches in flight, and returns nil.

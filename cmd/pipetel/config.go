@@ -150,6 +150,9 @@ func loadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("cannot read config %q: %w", path, err)
 	}
+	if data, err = expandEnv(data); err != nil {
+		return c, fmt.Errorf("cannot read config %q: %w", path, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {

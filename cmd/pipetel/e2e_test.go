@@ -247,6 +247,31 @@ func TestPprofOptIn(t *testing.T) {
 	}
 }
 
+// TestReadyz: /readyz answers 200 once the instance is a group member with
+// no partition restoring (startApp waits for the membership; the
+// partitions' state preparation is waited for here), 503 with the reason
+// before.
+func TestReadyz(t *testing.T) {
+	b := testbroker.Start(t)
+	tt := newTestTopics(t, b, 2)
+	a := startApp(t, testConfig(b, tt, t.TempDir()))
+	waitFor(t, 30*time.Second, "/readyz to answer 200", func() (bool, string) {
+		resp, err := http.Get("http://" + a.Addr() + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), "not ready: ") {
+				t.Fatalf("GET /readyz: %d %q, want 200 or 503 with a reason", resp.StatusCode, body)
+			}
+			return false, string(body)
+		}
+		return string(body) == "ready\n", string(body)
+	})
+}
+
 // TestBatchBytesBoundsBatches: processor.batch_bytes ends a batch before
 // batch_size does; at one byte every record is a batch of its own.
 func TestBatchBytesBoundsBatches(t *testing.T) {
