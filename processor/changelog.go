@@ -20,7 +20,7 @@ const changelogMaxBytes = 32 << 20
 
 // changelog writes each unit's committed changes to its partition of a
 // compacted topic, one per input topic, and reads them back on restore.
-type changelog struct {
+type Changelog struct {
 	client *kafka.Client
 	topics map[state.Stream]string
 	cfg    Config
@@ -38,13 +38,13 @@ type ownership struct {
 	foreign [2]int64 // [from, to) of records another writer appended; from == to: none
 }
 
-var _ state.Changelog = (*changelog)(nil)
+var _ state.Changelog = (*Changelog)(nil)
 
 // changelogTopic names the changelog of an input topic.
 func changelogTopic(group, input string) string { return group + "-" + input + "-changelog" }
 
-func newChangelog(cfg Config) *changelog {
-	return &changelog{
+func newChangelog(cfg Config) *Changelog {
+	return &Changelog{
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.conn().Transport(), Timeout: 30 * time.Second},
 		topics: map[state.Stream]string{
 			state.Events:  changelogTopic(cfg.GroupID, cfg.EventsTopic),
@@ -57,7 +57,7 @@ func newChangelog(cfg Config) *changelog {
 
 // Append writes the changes as one record batch with acks=all, each record
 // carrying this instance's epoch for the unit.
-func (c *changelog) Append(ctx context.Context, u state.Unit, changes []state.Change) (int64, error) {
+func (c *Changelog) Append(ctx context.Context, u state.Unit, changes []state.Change) (int64, error) {
 	recs := make([]kafka.Record, len(changes))
 	now := time.Now()
 	epoch := epochHeader(c.epochOf(u))
@@ -77,7 +77,7 @@ func (c *changelog) Append(ctx context.Context, u state.Unit, changes []state.Ch
 
 // produce writes recs to the unit's changelog partition as one record
 // batch and returns the offset of the last one.
-func (c *changelog) produce(ctx context.Context, u state.Unit, recs []kafka.Record) (int64, error) {
+func (c *Changelog) produce(ctx context.Context, u state.Unit, recs []kafka.Record) (int64, error) {
 	topic := c.topics[u.Stream]
 	resp, err := c.client.Produce(ctx, &kafka.ProduceRequest{
 		Topic: topic, Partition: int(u.Partition), RequiredAcks: kafka.RequireAll,
@@ -93,7 +93,7 @@ func (c *changelog) produce(ctx context.Context, u state.Unit, recs []kafka.Reco
 }
 
 // end returns the offset after the last record of a changelog partition.
-func (c *changelog) end(ctx context.Context, u state.Unit) (int64, error) {
+func (c *Changelog) end(ctx context.Context, u state.Unit) (int64, error) {
 	topic := c.topics[u.Stream]
 	resp, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(int(u.Partition))}}})
 	if err != nil {
@@ -122,7 +122,7 @@ func minInsync(replication int) int {
 
 // ensure creates the changelog topics that are missing, compacted, with the
 // input topics' partition counts, and checks the ones that exist.
-func (c *changelog) ensure(ctx context.Context) error {
+func (c *Changelog) ensure(ctx context.Context) error {
 	inputs := []string{c.cfg.EventsTopic, c.cfg.NetworkTopic}
 	meta, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: append(inputs, c.topics[state.Events], c.topics[state.Network])})
 	if err != nil {
@@ -181,7 +181,7 @@ func (c *changelog) ensure(ctx context.Context) error {
 
 // checkCompacted verifies cleanup.policy of both changelogs: a deleting
 // policy would lose state once retention passes.
-func (c *changelog) checkCompacted(ctx context.Context) error {
+func (c *Changelog) checkCompacted(ctx context.Context) error {
 	var req kafka.DescribeConfigsRequest
 	for _, t := range c.topics {
 		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{

@@ -67,7 +67,7 @@ func epochOf(headers []kafka.Header) int64 {
 	return 0
 }
 
-func (c *changelog) epochOf(u state.Unit) int64 {
+func (c *Changelog) epochOf(u state.Unit) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if o := c.owners[u]; o != nil {
@@ -78,7 +78,7 @@ func (c *changelog) epochOf(u state.Unit) int64 {
 
 // noteAppend records where this instance's append landed and, when it
 // did not land where the previous one ended, the records in between.
-func (c *changelog) noteAppend(u state.Unit, base, last int64) {
+func (c *Changelog) noteAppend(u state.Unit, base, last int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o := c.owners[u]
@@ -96,7 +96,7 @@ func (c *changelog) noteAppend(u state.Unit, base, last int64) {
 }
 
 // takeForeign returns and forgets the range of another writer's records.
-func (c *changelog) takeForeign(u state.Unit) (from, to int64, ok bool) {
+func (c *Changelog) takeForeign(u state.Unit) (from, to int64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o := c.owners[u]
@@ -109,7 +109,7 @@ func (c *changelog) takeForeign(u state.Unit) (from, to int64, ok bool) {
 }
 
 // keepForeign puts back a range takeForeign returned, to be repaired later.
-func (c *changelog) keepForeign(u state.Unit, from, to int64) {
+func (c *Changelog) keepForeign(u state.Unit, from, to int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if o := c.owners[u]; o != nil {
@@ -122,7 +122,7 @@ func (c *changelog) keepForeign(u state.Unit, from, to int64) {
 }
 
 // release forgets this instance's claim on a unit.
-func (c *changelog) release(u state.Unit) {
+func (c *Changelog) release(u state.Unit) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.owners, u)
@@ -131,7 +131,7 @@ func (c *changelog) release(u state.Unit) {
 // fence claims the unit's changelog for generation: it appends a fence
 // record with an epoch above the log's last record's and returns the
 // fence's offset. end is the log's end before the fence.
-func (c *changelog) fence(ctx context.Context, u state.Unit, generation int64, end int64) (int64, error) {
+func (c *Changelog) fence(ctx context.Context, u state.Unit, generation int64, end int64) (int64, error) {
 	epoch := generation
 	if end > 0 {
 		recs, err := c.read(ctx, u, end-1, end)
@@ -158,7 +158,7 @@ func (c *changelog) fence(ctx context.Context, u state.Unit, generation int64, e
 }
 
 // read returns the unit's changelog records in [from, to).
-func (c *changelog) read(ctx context.Context, u state.Unit, from, to int64) ([]kafka.Message, error) {
+func (c *Changelog) read(ctx context.Context, u state.Unit, from, to int64) ([]kafka.Message, error) {
 	topic := c.topics[u.Stream]
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: c.cfg.Brokers, Dialer: c.cfg.conn().Dialer(), Topic: topic, Partition: int(u.Partition),

@@ -24,7 +24,7 @@ import (
 type owner struct {
 	t     *testing.T
 	store *state.Store
-	log   *changelog
+	log   *Changelog
 	c     *partitionConsumer
 	m     *metrics
 	next  *int64 // input offset shared by all owners: the input topic

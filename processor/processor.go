@@ -25,7 +25,7 @@ type Processor struct {
 	decoder schemas.Decoder
 	dlq     *deadLetters
 	// changelog is nil when the operator disabled it.
-	changelog *changelog
+	changelog *Changelog
 
 	loggedMu sync.Mutex
 	logged   map[string]bool // topic/code pairs already logged
@@ -38,7 +38,7 @@ type Processor struct {
 // NewChangelog returns the changelog the store must be opened with, unless
 // cfg disables it (then nil): every unit change is written to a compacted
 // topic per input topic, named <group_id>-<topic>-changelog.
-func NewChangelog(cfg Config) state.Changelog {
+func NewChangelog(cfg Config) *Changelog {
 	cfg = cfg.WithDefaults()
 	if cfg.DisableChangelog {
 		return nil
@@ -46,10 +46,20 @@ func NewChangelog(cfg Config) state.Changelog {
 	return newChangelog(cfg)
 }
 
-// New builds a processor over store, which must have been opened with the
-// changelog NewChangelog returned for the same cfg. cfg is completed with
-// its defaults and validated. The processor's metrics are registered on reg.
-func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
+// ForStore is the changelog as state.Options.Changelog takes it: nil (no
+// changelog) for a nil c, not an interface holding a nil pointer.
+func (c *Changelog) ForStore() state.Changelog {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+// New builds a processor over store and cl, the changelog the store was
+// opened with (cl.ForStore()); nil when cfg disables the changelog. cfg is
+// completed with its defaults and validated. The processor's metrics are
+// registered on reg.
+func New(cfg Config, store *state.Store, cl *Changelog, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -61,12 +71,11 @@ func New(cfg Config, store *state.Store, reg prometheus.Registerer, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("cannot register processor metrics: %w", err)
 	}
-	var cl *changelog
-	if !cfg.DisableChangelog {
-		var ok bool
-		if cl, ok = store.Changelog().(*changelog); !ok || cl == nil {
-			return nil, fmt.Errorf("cannot build processor: the state store was not opened with processor.NewChangelog (or set disable_changelog)")
-		}
+	switch {
+	case cfg.DisableChangelog && cl != nil:
+		return nil, errors.New("cannot build processor: a changelog was given but processor.disable_changelog is set")
+	case !cfg.DisableChangelog && (cl == nil || store.Changelog() != state.Changelog(cl)):
+		return nil, errors.New("cannot build processor: the state store must be opened with the changelog given to New (processor.NewChangelog(cfg).ForStore())")
 	}
 	return &Processor{
 		cfg: cfg, store: store, log: log, m: m, changelog: cl,

@@ -74,9 +74,10 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	for i, p := range pubs {
 		names[i] = p.Name()
 	}
+	changelog := processor.NewChangelog(cfg.Processor)
 	store, err := state.Open(state.Options{
 		Dir: cfg.State.Dir, Retention: cfg.State.Retention, NoSync: cfg.State.NoSync, MaxCachedOpen: cfg.State.MaxCachedOpen,
-		Publishers: names, Logger: log, Changelog: processor.NewChangelog(cfg.Processor),
+		Publishers: names, Logger: log, Changelog: changelog.ForStore(),
 		DurationBuckets: cfg.Sinks.Prometheus.DurationBuckets, LatencyBuckets: cfg.Sinks.Prometheus.LatencyBuckets,
 		MaxLabelValues: cfg.State.maxLabelValues(),
 	})
@@ -107,7 +108,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	if cfg.Processor.AdvertiseHTTP == "" {
 		cfg.Processor.AdvertiseHTTP = ln.Addr().String()
 	}
-	proc, err := processor.New(cfg.Processor, store, a.reg, log)
+	proc, err := processor.New(cfg.Processor, store, changelog, a.reg, log)
 	if err != nil {
 		a.close()
 		return nil, err
