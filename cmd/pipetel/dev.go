@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"io"
 	"log/slog"
 	"os"
@@ -73,31 +74,31 @@ func devCommand(ctx context.Context, args []string) error {
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
 
-	var cfg Config
+	var cfg app.Config
 	cfg.Processor.Brokers = brokers
 	cfg.Processor.SessionTimeout = 2 * time.Second
 	cfg.Processor.HeartbeatInterval = 200 * time.Millisecond
 	cfg.Processor.RebalanceTimeout = 2 * time.Second
 	cfg.State.Dir = filepath.Join(tmp, "state")
 	cfg.HTTP.Listen = *listen
-	cfg.withDefaults()
+	cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	a, err := newApp(cfg, log)
+	a, err := app.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	appCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
 	appDone := make(chan error, 1)
-	go func() { appDone <- a.run(appCtx) }()
+	go func() { appDone <- a.Run(appCtx) }()
 	stop := func() error {
 		stopApp()
 		return <-appDone
 	}
 	fmt.Fprintf(os.Stderr, "pipetel dev: embedded broker %v, metrics and API on http://%s (try /api/v1/events?status=failed, /api/v1/retries, /metrics)\n", brokers, a.Addr())
 	select {
-	case <-a.proc.Ready():
+	case <-a.Processor().Ready():
 	case err := <-appDone:
 		return fmt.Errorf("processor stopped before joining: %w", err)
 	case <-ctx.Done():
@@ -110,7 +111,7 @@ func devCommand(ctx context.Context, args []string) error {
 	}
 	gen := newSynthetic(producer, *seed)
 	started := time.Now()
-	progress := newProgress(os.Stderr, a.store, gen, started) // stdout carries only the summary line: pipetel dev --tasks N | jq
+	progress := newProgress(os.Stderr, a.Store(), gen, started) // stdout carries only the summary line: pipetel dev --tasks N | jq
 	progCtx, stopProgress := context.WithCancel(ctx)
 	progDone := make(chan struct{})
 	go func() { progress.run(progCtx); close(progDone) }()
@@ -125,7 +126,7 @@ func devCommand(ctx context.Context, args []string) error {
 	runErr = errors.Join(runErr, producer.Close(fctx))
 	cancel()
 	if runErr == nil && *tasks > 0 {
-		runErr = waitFinished(ctx, a.store, int64(*tasks), gen.networkOps.Load())
+		runErr = waitFinished(ctx, a.Store(), int64(*tasks), gen.networkOps.Load())
 	}
 	stopProgress()
 	<-progDone
@@ -136,7 +137,7 @@ func devCommand(ctx context.Context, args []string) error {
 		return errors.Join(runErr, stop())
 	}
 	elapsed := time.Since(started)
-	sum, err := summarize(ctx, a.store, *tasks)
+	sum, err := summarize(ctx, a.Store(), *tasks)
 	if err != nil {
 		return errors.Join(err, stop())
 	}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
-	"os"
+	"github.com/pipetel/pipetel/internal/app"
 	"strings"
 )
 
@@ -33,12 +32,12 @@ func parseRunFlags(name string, args []string) (runFlags, error) {
 	return f, fs.Parse(args)
 }
 
-func (f runFlags) load() (Config, error) {
-	cfg, err := loadConfig(f.config)
+func (f runFlags) load() (app.Config, error) {
+	cfg, err := app.LoadConfig(f.config)
 	if err != nil {
 		return cfg, err
 	}
-	cfg.applyEnv()
+	cfg.ApplyEnv()
 	if f.brokers != "" {
 		cfg.Processor.Brokers = strings.Split(f.brokers, ",")
 	}
@@ -54,7 +53,7 @@ func (f runFlags) load() (Config, error) {
 	if f.advertise != "" {
 		cfg.Processor.AdvertiseHTTP = f.advertise
 	}
-	cfg.withDefaults()
+	cfg.WithDefaults()
 	return cfg, cfg.Validate()
 }
 
@@ -67,11 +66,11 @@ func runCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApp(cfg, newLogger(cfg.Log))
+	a, err := app.New(cfg, app.NewLogger(cfg.Log))
 	if err != nil {
 		return err
 	}
-	return a.run(ctx)
+	return a.Run(ctx)
 }
 
 func validateCommand(args []string) error {
@@ -84,14 +83,4 @@ func validateCommand(args []string) error {
 	}
 	fmt.Printf("%s: valid\n", f.config)
 	return nil
-}
-
-func newLogger(c LogConfig) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -1,9 +1,10 @@
-package main
+package e2e
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -35,8 +36,8 @@ func TestGroupSplitAndRestart(t *testing.T) {
 
 	split := func(x, y *runningApp) func() (bool, string) {
 		return func() (bool, string) {
-			ex, ey := x.store.Owned(state.Events), y.store.Owned(state.Events)
-			nx, ny := x.store.Owned(state.Network), y.store.Owned(state.Network)
+			ex, ey := x.Store().Owned(state.Events), y.Store().Owned(state.Events)
+			nx, ny := x.Store().Owned(state.Network), y.Store().Owned(state.Network)
 			ok := len(ex) > 0 && len(ey) > 0 && len(ex)+len(ey) == partitions && len(nx)+len(ny) == partitions
 			for _, p := range ex {
 				for _, q := range ey {
@@ -80,7 +81,7 @@ func TestGroupSplitAndRestart(t *testing.T) {
 	firstF, firstC, _ := counts(inst)
 	must(t, inst.stop())
 	waitFor(t, 60*time.Second, "the remaining instance to own every partition", func() (bool, string) {
-		e, n := a.store.Owned(state.Events), a.store.Owned(state.Network)
+		e, n := a.Store().Owned(state.Events), a.Store().Owned(state.Network)
 		return len(e) == partitions && len(n) == partitions, fmt.Sprintf("events %v network %v", e, n)
 	})
 
@@ -100,9 +101,9 @@ func TestGroupSplitAndRestart(t *testing.T) {
 	// Every task is queryable on exactly one instance: the partitions that
 	// moved brought their state along through the changelog.
 	for i := 0; i < phase1+phase2; i++ {
-		_, inA, err := a.store.Event(s.taskID(i))
+		_, inA, err := a.Store().Event(s.taskID(i))
 		must(t, err)
-		_, inB, err := restarted.store.Event(s.taskID(i))
+		_, inB, err := restarted.Store().Event(s.taskID(i))
 		must(t, err)
 		if inA == inB {
 			t.Fatalf("task %d: on first instance %v, on restarted instance %v; want exactly one", i, inA, inB)
@@ -121,7 +122,7 @@ func TestConcurrentFirstStarts(t *testing.T) {
 		deadLetter: testbroker.Name(t, "dead"), group: testbroker.Name(t, "group"),
 	}
 	type started struct {
-		a    *app
+		a    *app.App
 		done chan error
 	}
 	var insts [3]started
@@ -141,7 +142,7 @@ func TestConcurrentFirstStarts(t *testing.T) {
 		cfg := testConfig(b, tt, dirs[i])
 		cfg.Processor.CreateTopics, cfg.Processor.Partitions = true, 6
 		must(t, cfg.Validate())
-		a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		a, err := app.New(cfg, slog.New(slog.DiscardHandler))
 		must(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancels = append(cancels, cancel)
@@ -151,7 +152,7 @@ func TestConcurrentFirstStarts(t *testing.T) {
 			defer wg.Done()
 			select {
 			case <-start:
-				insts[i].done <- a.run(ctx)
+				insts[i].done <- a.Run(ctx)
 			case <-ctx.Done(): // the test failed before starting them
 			}
 		}()
@@ -159,7 +160,7 @@ func TestConcurrentFirstStarts(t *testing.T) {
 	close(start)
 	for i, in := range insts {
 		select {
-		case <-in.a.proc.Ready():
+		case <-in.a.Processor().Ready():
 		case err := <-in.done:
 			t.Fatalf("instance %d exited while starting: %v", i, err)
 		case <-time.After(90 * time.Second):
@@ -209,12 +210,12 @@ func TestDuplicateAdvertiseStops(t *testing.T) {
 		cfg := testConfig(b, tt, dir)
 		cfg.Processor.AdvertiseHTTP = "pipetel-0.example:8080"
 		must(t, cfg.Validate())
-		a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		a, err := app.New(cfg, slog.New(slog.DiscardHandler))
 		must(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
-			err := a.run(ctx)
+			err := a.Run(ctx)
 			if ctx.Err() == nil {
 				exited <- err
 			}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ func TestPublisherConfigErrors(t *testing.T) {
 			}
 			body := "processor: {brokers: [\"127.0.0.1:9092\"]}\nstate: {dir: /tmp/x}\nsinks:\n" + sinks
 			path := writeConfig(t, body)
-			_, err := runFlags{config: path}.load()
+			_, err := testFlags{config: path}.load()
 			if want = strings.ReplaceAll(want, "CONFIG", path); err == nil || err.Error() != want {
 				t.Fatalf("sinks %q: error %v, want %q", sinks, err, want)
 			}
@@ -42,7 +42,7 @@ func TestPublisherConfigErrors(t *testing.T) {
 	f("  elasticsearch: {enabled: true, hosts: [\"http://es:9200\"], flush_interval: 1s}\n", nil,
 		`sinks.elasticsearch.flush_bytes/flush_interval: got 0/1s, expected them unset: run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request`)
 	f("  elasticsearch: {enabled: true, host: [\"http://es:9200\"]}\n", nil,
-		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field host not found in type main.ElasticsearchSink")
+		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field host not found in sinks.elasticsearch")
 	f("  grafana_cloud: {enabled: true, endpoint: \"prometheus.grafana.net/api/prom/push\"}\n", nil,
 		`sinks.grafana_cloud.endpoint: got "prometheus.grafana.net/api/prom/push", expected an http:// or https:// remote-write URL such as https://<stack>/api/prom/push`)
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", instance_id: \"123\"}\n", nil,
@@ -56,7 +56,7 @@ func TestPublisherConfigErrors(t *testing.T) {
 			"expected it unset: the pushed series are the state aggregates, whose buckets are sinks.prometheus.duration_buckets and latency_buckets")
 	// A disabled section is not checked.
 	body := "processor: {brokers: [a:1]}\nstate: {dir: /tmp/x}\nsinks: {elasticsearch: {hosts: [nonsense]}, grafana_cloud: {endpoint: x}}\n"
-	if _, err := (runFlags{config: writeConfig(t, body)}).load(); err != nil {
+	if _, err := (testFlags{config: writeConfig(t, body)}).load(); err != nil {
 		t.Fatalf("disabled sections: %v", err)
 	}
 }
@@ -70,7 +70,7 @@ sinks:
 `)
 	t.Setenv("PIPETEL_ELASTICSEARCH_PASSWORD", "es-env-secret")
 	t.Setenv("PIPETEL_GRAFANA_CLOUD_API_KEY", "glc-env-secret")
-	cfg, err := runFlags{config: path}.load()
+	cfg, err := testFlags{config: path}.load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +105,11 @@ func TestPublishersWired(t *testing.T) {
 	cfg.Sinks.Elasticsearch.Hosts = []string{"http://127.0.0.1:1"}
 	cfg.Sinks.GrafanaCloud.Enabled = true
 	cfg.Sinks.GrafanaCloud.Endpoint = "http://127.0.0.1:1/api/v1/write"
-	cfg.withDefaults()
-	must(t, cfg.Validate())
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,7 @@ func TestPublishersWired(t *testing.T) {
 	if want := []string{"http", "state-gc", "delivery/elasticsearch", "push/grafanacloud", "processor"}; !slices.Equal(names, want) {
 		t.Errorf("components %v, want %v", names, want)
 	}
-	mfs, err := a.reg.Gather()
+	mfs, err := a.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
-package main
+package e2e
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,13 +51,13 @@ func newTestTopics(t *testing.T, b *testbroker.Broker, partitions int) testTopic
 
 // runningApp is one pipetel instance inside a test.
 type runningApp struct {
-	*app
+	*app.App
 	stop   func() error
 	exited chan struct{} // closed when run returns
 }
 
-func testConfig(b *testbroker.Broker, tt testTopics, dir string) Config {
-	var cfg Config
+func testConfig(b *testbroker.Broker, tt testTopics, dir string) app.Config {
+	var cfg app.Config
 	cfg.Processor.Brokers = b.Addrs
 	cfg.Processor.GroupID = tt.group
 	cfg.Processor.EventsTopic = tt.events
@@ -69,12 +70,12 @@ func testConfig(b *testbroker.Broker, tt testTopics, dir string) Config {
 	cfg.Processor.Now = testclock.Now
 	cfg.State.Dir = dir
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.withDefaults()
+	cfg.WithDefaults()
 	return cfg
 }
 
 // startApp runs an instance until the test ends or stop is called.
-func startApp(t *testing.T, cfg Config) *runningApp {
+func startApp(t *testing.T, cfg app.Config) *runningApp {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func startApp(t *testing.T, cfg Config) *runningApp {
 	if os.Getenv("PIPETEL_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	a, err := newApp(cfg, log)
+	a, err := app.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,12 +92,12 @@ func startApp(t *testing.T, cfg Config) *runningApp {
 	done := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
-		err := a.run(ctx)
+		err := a.Run(ctx)
 		close(exited)
 		done <- err
 	}()
 	var stopped atomic.Bool
-	ra := &runningApp{app: a, exited: exited}
+	ra := &runningApp{App: a, exited: exited}
 	var result error
 	ra.stop = func() error {
 		if stopped.CompareAndSwap(false, true) {
@@ -107,7 +108,7 @@ func startApp(t *testing.T, cfg Config) *runningApp {
 	}
 	t.Cleanup(func() { ra.stop() })
 	select {
-	case <-a.proc.Ready():
+	case <-a.Processor().Ready():
 	case err := <-done:
 		t.Fatalf("instance stopped before joining the group: %v", err)
 	case <-time.After(60 * time.Second):
@@ -258,7 +259,7 @@ func servicesScript(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "../../deploy/local/services", args...)
+	cmd := exec.CommandContext(ctx, "../deploy/local/services", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -285,14 +286,14 @@ func testElasticsearch(t *testing.T) esServer {
 
 // sink is the Elasticsearch section of a test instance: a unique index
 // prefix, whose indices and template are deleted when the test ends.
-func (es esServer) sink(t *testing.T) ElasticsearchSink {
+func (es esServer) sink(t *testing.T) app.ElasticsearchSink {
 	t.Helper()
 	prefix := strings.ToLower(testbroker.Name(t, "es"))
 	t.Cleanup(func() {
 		es.do(t, "DELETE", "/"+prefix+"-*?expand_wildcards=all")
 		es.do(t, "DELETE", "/_index_template/"+prefix)
 	})
-	return ElasticsearchSink{Enabled: true, ElasticsearchConfig: sinks.ElasticsearchConfig{
+	return app.ElasticsearchSink{Enabled: true, ElasticsearchConfig: sinks.ElasticsearchConfig{
 		Hosts: []string{es.url}, IndexPrefix: prefix, Compress: true,
 		OpenSearch: os.Getenv("PIPETEL_TEST_ELASTICSEARCH_FLAVOR") == "opensearch",
 	}}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func buildPipetel(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pipetel")
 	started := time.Now()
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/pipetel").CombinedOutput()
 	if err != nil {
 		t.Fatalf("cannot build pipetel: %v\n%s", err, out)
 	}

@@ -1,11 +1,13 @@
-package main
+package app
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -143,8 +145,8 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// loadConfig reads path strictly: an unknown key is an error that names it.
-func loadConfig(path string) (Config, error) {
+// LoadConfig reads path strictly: an unknown key is an error that names it.
+func LoadConfig(path string) (Config, error) {
 	var c Config
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -156,15 +158,15 @@ func loadConfig(path string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("cannot decode config %q: %w", path, err)
+		return c, fmt.Errorf("cannot decode config %q: %w", path, yamlPaths(err))
 	}
 	return c, nil
 }
 
-// applyEnv fills settings that may come from the environment, so that
+// ApplyEnv fills settings that may come from the environment, so that
 // secrets need not be written in the file. A secret set in the environment
 // overrides the file's.
-func (c *Config) applyEnv() {
+func (c *Config) ApplyEnv() {
 	if v := os.Getenv(kafkaconn.PasswordEnv); v != "" && c.Kafka.SASL.Password == "" {
 		c.Kafka.SASL.Password = v
 		c.fromEnv = append(c.fromEnv, kafkaconn.PasswordEnv)
@@ -203,7 +205,7 @@ func (c *Config) fromEnvNote(envPrefix string, err error) error {
 	return fmt.Errorf("%w (set from the environment: %s)", err, strings.Join(envs, ", "))
 }
 
-func (c *Config) withDefaults() {
+func (c *Config) WithDefaults() {
 	c.Processor = c.Processor.WithDefaults()
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9464"
@@ -302,4 +304,48 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log.format: got %q, expected text or json", c.Log.Format)
 	}
 	return nil
+}
+
+// NewLogger is the logger of the log section, on stderr.
+func NewLogger(c LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// sections names the configuration's Go types by their place in the file,
+// for decode errors: "field hots not found in sinks.elasticsearch", not in
+// a Go type the operator never sees.
+var sections = map[string]string{
+	"app.Config": "the top level", "app.StateConfig": "state", "app.HTTPConfig": "http", "app.LogConfig": "log",
+	"app.SinksConfig": "sinks", "app.ElasticsearchSink": "sinks.elasticsearch", "app.GrafanaCloudSink": "sinks.grafana_cloud",
+	"app.PrometheusSink": "sinks.prometheus", "delivery.DeliveryConfig": "sinks.delivery", "processor.Config": "processor",
+	"kafkaconn.Config": "kafka", "kafkaconn.TLSConfig": "kafka.tls", "kafkaconn.SASLConfig": "kafka.sasl",
+	"sinks.PrometheusConfig": "sinks.grafana_cloud.metrics",
+}
+
+var inType = regexp.MustCompile(`not found in type ([A-Za-z0-9_.]+)`)
+
+// yamlPaths rewrites yaml.v3's "field x not found in type pkg.T" with the
+// section's path.
+type pathError struct {
+	msg string
+	err error
+}
+
+func (e *pathError) Error() string { return e.msg }
+func (e *pathError) Unwrap() error { return e.err }
+
+func yamlPaths(err error) error {
+	msg := inType.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		if p, ok := sections[inType.FindStringSubmatch(m)[1]]; ok {
+			return "not found in " + p
+		}
+		return m
+	})
+	return &pathError{msg: msg, err: err}
 }

@@ -1,11 +1,13 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ func TestBenchCommand(t *testing.T) {
 	var out, progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	err := benchCommand(ctx, []string{"--tasks", "3000", "--partitions", "4", "--binary", bin, "--dir", t.TempDir(), "--timeout", "2m"}, &out, &progress)
+	err := runPipetel(ctx, bin, append([]string{"bench"}, []string{"--tasks", "3000", "--partitions", "4", "--binary", bin, "--dir", t.TempDir(), "--timeout", "2m"}...), &out, &progress)
 	if err != nil {
 		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -61,7 +63,7 @@ func TestBenchElasticsearch(t *testing.T) {
 	var out, progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	err := benchCommand(ctx, []string{"--tasks", "2000", "--partitions", "2", "--binary", bin, "--timeout", "2m", "--elasticsearch", url}, &out, &progress)
+	err := runPipetel(ctx, bin, append([]string{"bench"}, []string{"--tasks", "2000", "--partitions", "2", "--binary", bin, "--timeout", "2m", "--elasticsearch", url}...), &out, &progress)
 	if err != nil {
 		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -85,4 +87,11 @@ func TestBenchElasticsearch(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&left); err != nil || len(left) != 0 {
 		t.Errorf("the bench left indexes behind: %v (%v)", left, err)
 	}
+}
+
+// runPipetel runs the built pipetel binary with args.
+func runPipetel(ctx context.Context, bin string, args []string, stdout, stderr io.Writer) error {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd.Run()
 }

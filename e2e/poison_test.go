@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -196,7 +196,7 @@ func TestPoisonRecordsDoNotStopPartitions(t *testing.T) {
 	// The burst: open tasks on partition 0, more than one record may expire
 	// (2 000), all due at once, with ids and pipeline ids at their 512-byte
 	// bound. Their expiry stays under the changelog's 8 MiB per transaction
-	// (about 2.7 KB each): state.Options.MaxChangeBytes is not in Config, so
+	// (about 2.7 KB each): state.Options.MaxChangeBytes is not in app.Config, so
 	// the halving of a too-big expiry is left to processor/split_test.go.
 	const burst = 5000
 	burstIDs := idsByPartition(parts, burst, func(k int) string {

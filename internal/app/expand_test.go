@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"os"
@@ -30,7 +30,7 @@ func TestExpandEnv(t *testing.T) {
 	f("processor:\n  group_id: ${PIPETEL_T_UNSET}\n", "", "line 2: ${PIPETEL_T_UNSET} is not set in the environment (use ${PIPETEL_T_UNSET:-default} for a default)")
 
 	path := writeConfig(t, "processor: {brokers: [\"${PIPETEL_T_BROKER}\"]}\nstate: {dir: /tmp/x}\n")
-	cfg, err := loadConfig(path)
+	cfg, err := LoadConfig(path)
 	if err != nil || len(cfg.Processor.Brokers) != 1 || cfg.Processor.Brokers[0] != "kafka-0:9093" {
 		t.Fatalf("loadConfig: %+v, %v", cfg.Processor.Brokers, err)
 	}

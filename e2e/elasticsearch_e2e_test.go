@@ -1,8 +1,9 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"net/http"
 	"net/url"
 	"os"
@@ -148,7 +149,7 @@ func TestElasticsearchEndToEnd(t *testing.T) {
 	must(t, a.stop())
 	tt2 := tt
 	tt2.group = testbroker.Name(t, "replay")
-	a2 := startApp(t, testConfigWith(b, tt2, t.TempDir(), func(c *Config) { c.Sinks.Elasticsearch = cfg.Sinks.Elasticsearch }))
+	a2 := startApp(t, testConfigWith(b, tt2, t.TempDir(), func(c *app.Config) { c.Sinks.Elasticsearch = cfg.Sinks.Elasticsearch }))
 	waitDelivered(t, a2, 90*time.Second, n, want.ops)
 	checkIndices(t, es, prefix, s, n)
 	if got := es.count(t, prefix+"-events-*"); got != n {
@@ -165,7 +166,7 @@ func TestElasticsearchEndToEnd(t *testing.T) {
 }
 
 // testConfigWith is testConfig changed by mod.
-func testConfigWith(b *testbroker.Broker, tt testTopics, dir string, mod func(*Config)) Config {
+func testConfigWith(b *testbroker.Broker, tt testTopics, dir string, mod func(*app.Config)) app.Config {
 	cfg := testConfig(b, tt, dir)
 	mod(&cfg)
 	return cfg

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,8 +78,8 @@ func TestClusterView(t *testing.T) {
 	y := startApp(t, testConfig(b, tt, filepath.Join(t.TempDir(), "y")))
 	apps := []*runningApp{x, y}
 	waitFor(t, 60*time.Second, "two instances to split the partitions", func() (bool, string) {
-		ex, ey := x.store.Owned(state.Events), y.store.Owned(state.Events)
-		nx, ny := x.store.Owned(state.Network), y.store.Owned(state.Network)
+		ex, ey := x.Store().Owned(state.Events), y.Store().Owned(state.Events)
+		nx, ny := x.Store().Owned(state.Network), y.Store().Owned(state.Network)
 		return len(ex) > 0 && len(ey) > 0 && len(ex)+len(ey) == partitions && len(nx)+len(ny) == partitions,
 			fmt.Sprintf("events %v | %v, network %v | %v", ex, ey, nx, ny)
 	})
@@ -174,17 +175,28 @@ func TestClusterView(t *testing.T) {
 		// crosses to the other one; task 3 of every 10 failed.
 		task := -1
 		for i := 3; i < n && task < 0; i += 10 {
-			if _, found, err := x.store.Event(s.taskID(i)); err == nil && !found {
+			if _, found, err := x.Store().Event(s.taskID(i)); err == nil && !found {
 				task = i
 			}
 		}
 		if task < 0 {
 			t.Fatal("the first instance holds every failed task")
 		}
+		bin := buildPipetel(t)
 		query := func(args ...string) (string, string, error) {
 			var out, errOut bytes.Buffer
-			err := queryCommand(context.Background(), append([]string{"--addr", x.Addr()}, args...), &out, &errOut)
+			err := runPipetel(context.Background(), bin, append([]string{"query", "--addr", x.Addr()}, args...), &out, &errOut)
 			return out.String(), errOut.String(), err
+		}
+		// failed is the error answer as pipetel query prints it: exit
+		// status 1 and the API's message on stderr.
+		failed := func(what string, args ...string) {
+			t.Helper()
+			_, stderr, err := query(args...)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 || stderr != "pipetel: "+what+"\n" {
+				t.Errorf("query %v: %v, stderr %q, want exit status 1 and %q", args, err, stderr, "pipetel: "+what)
+			}
 		}
 		out, _, err := query("event", s.taskID(task))
 		must(t, err)
@@ -253,15 +265,7 @@ func TestClusterView(t *testing.T) {
 		}
 
 		// The API's error message, as an error (pipetel exits 1).
-		_, _, err = query("event", "no-such-task")
-		var apiErr *APIError
-		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound || err.Error() != `no event with task_id "no-such-task" (HTTP 404)` {
-			t.Errorf("query event no-such-task: %v", err)
-		}
-		_, _, err = query("events", "--status", "bogus")
-		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || apiErr.Parameter != "status" ||
-			err.Error() != `invalid parameter "status": got "bogus", expected one of pending, completed, failed, timed_out, orphan (HTTP 400)` {
-			t.Errorf("query events --status bogus: %v", err)
-		}
+		failed(`no event with task_id "no-such-task" (HTTP 404)`, "event", "no-such-task")
+		failed(`invalid parameter "status": got "bogus", expected one of pending, completed, failed, timed_out, orphan (HTTP 400)`, "events", "--status", "bogus")
 	})
 }

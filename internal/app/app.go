@@ -1,4 +1,10 @@
-package main
+// Package app wires one pipetel instance: the configuration tree (strict
+// YAML, ${VAR} from the environment, validation with field paths), the
+// components built from it (state store, processor, query API, deliveries,
+// pushers, HTTP), and their lifecycle: Run starts them, and stops them in
+// reverse order when the context ends or one fails. cmd/pipetel parses
+// flags and calls it; the e2e tests run it in-process.
+package app
 
 import (
 	"context"
@@ -23,8 +29,8 @@ import (
 	"github.com/pipetel/pipetel/state"
 )
 
-// app is one pipetel instance: store, processor, publishers and HTTP.
-type app struct {
+// App is one pipetel instance: store, processor, publishers and HTTP.
+type App struct {
 	cfg       Config
 	log       *slog.Logger
 	reg       *prometheus.Registry
@@ -37,14 +43,14 @@ type app struct {
 	conn      *kafkaconn.Conn
 }
 
-// newApp builds every component; nothing runs until run.
-func newApp(cfg Config, log *slog.Logger) (*app, error) {
+// New builds every component; nothing runs until Run.
+func New(cfg Config, log *slog.Logger) (*App, error) {
 	conn, err := kafkaconn.New(cfg.Kafka, "kafka")
 	if err != nil {
 		return nil, err
 	}
 	cfg.Processor.Conn = conn
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), conn: conn}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), conn: conn}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var pubs []sinks.Publisher
@@ -171,9 +177,9 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 }
 
 // Addr is the HTTP listener's address.
-func (a *app) Addr() string { return a.listener.Addr().String() }
+func (a *App) Addr() string { return a.listener.Addr().String() }
 
-func (a *app) serveHTTP(ctx context.Context) error {
+func (a *App) serveHTTP(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	select {
@@ -188,8 +194,8 @@ func (a *app) serveHTTP(ctx context.Context) error {
 	}
 }
 
-// run runs every component until ctx ends, then closes the store.
-func (a *app) run(ctx context.Context) error {
+// Run runs every component until ctx ends, then closes the store.
+func (a *App) Run(ctx context.Context) error {
 	a.log.Info("pipetel started", "http", "http://"+a.Addr(), "brokers", a.cfg.Processor.Brokers, "group", a.cfg.Processor.GroupID,
 		"kafka", a.cfg.Kafka.String())
 	// A wrong password or an untrusted certificate is a configuration
@@ -207,7 +213,7 @@ func (a *app) run(ctx context.Context) error {
 	return err
 }
 
-func (a *app) close() error {
+func (a *App) close() error {
 	var errs []error
 	for i := len(a.closeFunc) - 1; i >= 0; i-- {
 		errs = append(errs, a.closeFunc[i]())
@@ -250,4 +256,22 @@ func redactURL(raw string) string {
 	}
 	u.User, u.RawQuery = nil, ""
 	return u.String()
+}
+
+// Store is the instance's state store.
+func (a *App) Store() *state.Store { return a.store }
+
+// Processor is the instance's stream processor.
+func (a *App) Processor() *processor.Processor { return a.proc }
+
+// Registry is the registry /metrics serves.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Components names the components in start order.
+func (a *App) Components() []string {
+	names := make([]string, len(a.comps))
+	for i, c := range a.comps {
+		names[i] = c.name
+	}
+	return names
 }

@@ -1,8 +1,9 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"math"
 	"net/http"
 	"os"
@@ -215,7 +216,7 @@ func TestGrafanaCloudEndToEnd(t *testing.T) {
 	tt := newTestTopics(t, b, 4)
 	label := testbroker.Name(t, "gc")
 	cfg := testConfig(b, tt, t.TempDir())
-	cfg.Sinks.GrafanaCloud = GrafanaCloudSink{Enabled: true}
+	cfg.Sinks.GrafanaCloud = app.GrafanaCloudSink{Enabled: true}
 	cfg.Sinks.GrafanaCloud.Endpoint = prom.url + "/api/v1/write"
 	cfg.Sinks.GrafanaCloud.InstanceID, cfg.Sinks.GrafanaCloud.APIKey = prom.user, prom.password
 	cfg.Sinks.GrafanaCloud.PushInterval = time.Second
@@ -246,7 +247,7 @@ func TestGrafanaCloudEndToEnd(t *testing.T) {
 		tt2 := tt
 		tt2.group = testbroker.Name(t, "badauth")
 		bad := testbroker.Name(t, "gc")
-		cfg := testConfigWith(b, tt2, t.TempDir(), func(c *Config) {
+		cfg := testConfigWith(b, tt2, t.TempDir(), func(c *app.Config) {
 			c.Sinks.GrafanaCloud = cfg.Sinks.GrafanaCloud
 			c.Sinks.GrafanaCloud.APIKey = "not-" + prom.password
 			c.Sinks.GrafanaCloud.InstanceLabel = bad

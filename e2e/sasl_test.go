@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/app"
 	"log/slog"
 	"net/http"
 	"os"
@@ -34,7 +35,7 @@ func TestSASLSSLEndToEnd(t *testing.T) {
 	user, password := os.Getenv("PIPETEL_TEST_KAFKA_USER"), os.Getenv("PIPETEL_TEST_KAFKA_PASSWORD")
 	b := testbroker.Start(t)
 	tt := newTestTopics(t, b, 2) // created over the plaintext listener of the same broker
-	secured := func(pw, caFile string) Config {
+	secured := func(pw, caFile string) app.Config {
 		cfg := testConfig(b, tt, t.TempDir())
 		cfg.Processor.Brokers = []string{addr}
 		cfg.Kafka = kafkaconn.Config{TLS: kafkaconn.TLSConfig{CAFile: caFile},
@@ -78,15 +79,15 @@ func TestSASLSSLEndToEnd(t *testing.T) {
 		t.Errorf("GET sasl-123: %d %+v", code, m)
 	}
 
-	f := func(name string, cfg Config, want error) {
+	f := func(name string, cfg app.Config, want error) {
 		t.Helper()
 		must(t, cfg.Validate())
-		app, err := newApp(cfg, slog.New(slog.DiscardHandler))
+		inst, err := app.New(cfg, slog.New(slog.DiscardHandler))
 		must(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		started := time.Now()
-		err = app.run(ctx)
+		err = inst.Run(ctx)
 		if !errors.Is(err, want) {
 			t.Errorf("%s: run returned %v, want %v", name, err, want)
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -80,9 +80,9 @@ func TestKcatInterop(t *testing.T) {
 	const n = 200
 	run("murmur", "murmur2_random", n)
 	waitFor(t, 60*time.Second, "every kcat end joined to its SDK start", func() (bool, string) {
-		f, err := a.store.CountFinished(state.Events)
+		f, err := a.Store().CountFinished(state.Events)
 		must(t, err)
-		return f == n && a.store.OpenTasks(state.Events) == 0, fmt.Sprintf("finished %d open %d", f, a.store.OpenTasks(state.Events))
+		return f == n && a.Store().OpenTasks(state.Events) == 0, fmt.Sprintf("finished %d open %d", f, a.Store().OpenTasks(state.Events))
 	})
 
 	same := agree("crc", n)
@@ -91,9 +91,9 @@ func TestKcatInterop(t *testing.T) {
 	}
 	run("crc", "", n)
 	waitFor(t, 60*time.Second, "the default partitioner's records applied", func() (bool, string) {
-		f, err := a.store.CountFinished(state.Events)
+		f, err := a.Store().CountFinished(state.Events)
 		must(t, err)
-		open := a.store.OpenTasks(state.Events)
+		open := a.Store().OpenTasks(state.Events)
 		// Each disagreeing key leaves two open halves: a start and an end
 		// on different partitions.
 		return f == int64(n+same) && open == int64(2*(n-same)), fmt.Sprintf("finished %d (want %d) open %d (want %d)", f, n+same, open, 2*(n-same))

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pipetel.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestFlagsOverrideConfig(t *testing.T) {
+	path := writeConfig(t, "processor: {brokers: [\"file:1\"], group_id: g1}\nstate: {dir: /from/file}\nhttp: {listen: 127.0.0.1:1}\n")
+	f, err := parseRunFlags("run", []string{"--config", path, "--brokers", "a:1,b:2", "--state-dir", "/from/flag", "--listen", "127.0.0.1:2", "--group", "g2",
+		"--advertise-http", "pipetel-1.pipetel-members.telemetry.svc:9464"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Processor.Brokers, ",") != "a:1,b:2" || cfg.State.Dir != "/from/flag" || cfg.HTTP.Listen != "127.0.0.1:2" || cfg.Processor.GroupID != "g2" ||
+		cfg.Processor.AdvertiseHTTP != "pipetel-1.pipetel-members.telemetry.svc:9464" {
+		t.Fatalf("flags did not override: %+v", cfg)
+	}
+}
+
+func TestBrokersFromEnvironment(t *testing.T) {
+	t.Setenv("PIPETEL_BROKERS", "env:1,env:2")
+	f := runFlags{config: writeConfig(t, "state: {dir: /tmp/x}\n")}
+	cfg, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Processor.Brokers, ",") != "env:1,env:2" {
+		t.Fatalf("brokers %v", cfg.Processor.Brokers)
+	}
+}
