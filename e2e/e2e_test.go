@@ -13,8 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/internal/testclock"
-	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/internal/testclock"
-	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 )
 

@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/internal/testclock"
 	"github.com/pipetel/pipetel/processor"
-	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/state"
 )
 

@@ -26,8 +26,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/internal/testclock"
-	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/sinks"
 	"github.com/pipetel/pipetel/telemetry"
 )

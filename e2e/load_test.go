@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/telemetry"
 )

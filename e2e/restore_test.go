@@ -11,7 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/pipetel/pipetel/internal/kafkaconn"
+	"github.com/pipetel/pipetel/internal/testbroker"
 	"github.com/pipetel/pipetel/internal/testclock"
-	"github.com/pipetel/pipetel/processor/testbroker"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/telemetry"
 )

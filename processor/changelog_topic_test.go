@@ -9,7 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/pipetel/pipetel/processor/testbroker"
+	"github.com/pipetel/pipetel/internal/testbroker"
 )
 
 // TestChangelogTopicConfig: changelog topics are created compacted, with

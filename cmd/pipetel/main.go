@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pipetel/pipetel/internal/devmode"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -78,7 +79,7 @@ func main() {
 	case "run":
 		err = runCommand(ctx, args)
 	case "dev":
-		err = devCommand(ctx, args)
+		err = devmode.Command(ctx, args)
 	case "bench":
 		err = benchCommand(ctx, args, os.Stdout, os.Stderr)
 	case "query":

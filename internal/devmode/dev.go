@@ -1,4 +1,8 @@
-package main
+// Package devmode is pipetel dev: the whole pipeline in one process on
+// an embedded broker (kfake), a temporary state directory and a synthetic
+// pipeline that emits tasks through the producer SDK, with a progress line
+// on stderr and, for --tasks N, a JSON summary on stdout.
+package devmode
 
 import (
 	"context"
@@ -35,7 +39,10 @@ type devSummary struct {
 	ElapsedSeconds    float64 `json:"elapsed_seconds"`
 }
 
-func devCommand(ctx context.Context, args []string) error {
+// Command is pipetel dev: an embedded broker, one instance on a temporary
+// state directory and a synthetic pipeline, until interrupted or, with
+// --tasks N, until N tasks are finished and summarized on stdout.
+func Command(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	tasks := fs.Int("tasks", 0, "emit exactly this many tasks, wait until all are finished, print a JSON summary and exit (0: run until interrupted)")
 	rate := fs.Int("rate", 200, "tasks started per second when --tasks is 0")
