@@ -3,6 +3,8 @@ package state
 import (
 	"slices"
 	"time"
+
+	"github.com/pipetel/pipetel/schemas"
 )
 
 // PendingEvent is an event execution that is not finished: it has a start
@@ -52,4 +54,40 @@ type PendingNetwork struct {
 	Error         string    `json:"er,omitempty"`
 	FirstSeen     time.Time `json:"fs"`
 	Deadline      int64     `json:"dl,omitempty"`
+}
+
+// PendingEventMetric is the metric of a pending event: the query API shows
+// it as it is (status pending), and the join and the expiry finish it (end
+// time, duration, status). The one place an event metric is built.
+func PendingEventMetric(taskID string, pe PendingEvent) schemas.EventMetric {
+	m := schemas.EventMetric{
+		TaskID: taskID, EventName: pe.EventName, PipelineID: pe.PipelineID, ProcessID: pe.ProcessID,
+		Status: schemas.StatusPending, Error: pe.Error, RetryCount: len(pe.Retries) + pe.UntrackedRetries,
+	}
+	if pe.HasStart {
+		t := pe.StartTime
+		m.StartTime = &t
+	}
+	if pe.HasEnd {
+		t := pe.EndTime
+		m.EndTime = &t
+	}
+	return m
+}
+
+// PendingNetworkMetric is PendingEventMetric for a network operation.
+func PendingNetworkMetric(taskID, opID string, pn PendingNetwork) schemas.NetworkMetric {
+	m := schemas.NetworkMetric{
+		TaskID: taskID, OpID: opID, Host: pn.Host, Port: pn.Port, Operation: pn.Operation,
+		BytesSent: pn.BytesSent, BytesReceived: pn.BytesReceived, Status: schemas.StatusPending, Error: pn.Error,
+	}
+	if pn.HasStart {
+		t := pn.StartTime
+		m.StartTime = &t
+	}
+	if pn.HasEnd {
+		t := pn.EndTime
+		m.EndTime = &t
+	}
+	return m
 }

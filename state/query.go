@@ -327,40 +327,6 @@ func scanPage[T any](ctx context.Context, s *Store, spans []span, cursor string,
 	return page, err
 }
 
-// PendingEventMetric is the query view of a pending event.
-func PendingEventMetric(taskID string, pe PendingEvent) schemas.EventMetric {
-	m := schemas.EventMetric{
-		TaskID: taskID, EventName: pe.EventName, PipelineID: pe.PipelineID, ProcessID: pe.ProcessID,
-		Status: schemas.StatusPending, Error: pe.Error, RetryCount: len(pe.Retries) + pe.UntrackedRetries,
-	}
-	if pe.HasStart {
-		t := pe.StartTime
-		m.StartTime = &t
-	}
-	if pe.HasEnd {
-		t := pe.EndTime
-		m.EndTime = &t
-	}
-	return m
-}
-
-// PendingNetworkMetric is the query view of a pending network operation.
-func PendingNetworkMetric(taskID, opID string, pn PendingNetwork) schemas.NetworkMetric {
-	m := schemas.NetworkMetric{
-		TaskID: taskID, OpID: opID, Host: pn.Host, Port: pn.Port, Operation: pn.Operation,
-		BytesSent: pn.BytesSent, BytesReceived: pn.BytesReceived, Status: schemas.StatusPending, Error: pn.Error,
-	}
-	if pn.HasStart {
-		t := pn.StartTime
-		m.StartTime = &t
-	}
-	if pn.HasEnd {
-		t := pn.EndTime
-		m.EndTime = &t
-	}
-	return m
-}
-
 // CountFinished counts the finished metrics of stream st in the owned
 // partitions. It reads keys only.
 func (s *Store) CountFinished(st Stream) (int64, error) {
