@@ -155,13 +155,13 @@ func (c *Changelog) ensure(ctx context.Context) error {
 			continue
 		}
 		create.Topics = append(create.Topics, kafka.TopicConfig{
-			Topic: log, NumPartitions: want, ReplicationFactor: c.cfg.ReplicationFactor,
+			Topic: log, NumPartitions: want, ReplicationFactor: c.cfg.ChangelogReplicationFactor,
 			ConfigEntries: []kafka.ConfigEntry{
 				{ConfigName: "cleanup.policy", ConfigValue: "compact"},
 				{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(changelogMaxBytes)},
 				// acks=all then means written to more than the leader alone
 				// once there are replicas to write to.
-				{ConfigName: "min.insync.replicas", ConfigValue: fmt.Sprint(minInsync(c.cfg.ReplicationFactor))},
+				{ConfigName: "min.insync.replicas", ConfigValue: fmt.Sprint(minInsync(c.cfg.ChangelogReplicationFactor))},
 			},
 		})
 	}

@@ -27,6 +27,11 @@ type Config struct {
 	CreateTopics      bool `yaml:"create_topics"`
 	Partitions        int  `yaml:"partitions"`
 	ReplicationFactor int  `yaml:"replication_factor"`
+	// ChangelogReplicationFactor is the changelog topics' replication
+	// factor when pipetel creates them (their min.insync.replicas is 2
+	// from 3 replicas up, else 1). Default: replication_factor. The
+	// changelog is the state: give it the cluster's usual 3.
+	ChangelogReplicationFactor int `yaml:"changelog_replication_factor"`
 	// MaxRecordBytes rejects larger record values. Default 65536.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// DeadLetterMaxBytes bounds one dead-letter record (key, value and
@@ -124,6 +129,7 @@ func (c Config) WithDefaults() Config {
 	}
 	defInt(&c.Partitions, 8)
 	defInt(&c.ReplicationFactor, 1)
+	defInt(&c.ChangelogReplicationFactor, c.ReplicationFactor)
 	defInt(&c.MaxRecordBytes, schemas.DefaultMaxRecordBytes)
 	defInt(&c.DeadLetterMaxBytes, 1_000_000)
 	defInt(&c.BatchSize, 5000)
@@ -170,6 +176,7 @@ func (c Config) Validate() error {
 	}{
 		{"processor.partitions", c.Partitions < 1, c.Partitions, "an integer >= 1"},
 		{"processor.replication_factor", c.ReplicationFactor < 1, c.ReplicationFactor, "an integer >= 1"},
+		{"processor.changelog_replication_factor", c.ChangelogReplicationFactor < 1, c.ChangelogReplicationFactor, "an integer >= 1"},
 		{"processor.max_record_bytes", c.MaxRecordBytes < 64, c.MaxRecordBytes, "an integer >= 64"},
 		{"processor.dead_letter_max_bytes", c.DeadLetterMaxBytes < 4096, c.DeadLetterMaxBytes, "a number of bytes >= 4096"},
 		{"processor.batch_size", c.BatchSize < 1 || c.BatchSize > 10000, c.BatchSize, "an integer 1..10000"},

@@ -15,6 +15,7 @@ import (
 	"github.com/pipetel/pipetel/internal/devmode"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -87,7 +88,7 @@ func main() {
 	case "validate":
 		err = validateCommand(args)
 	case "version":
-		fmt.Println("pipetel", versionString())
+		fmt.Println("pipetel", versionString(), runtime.Version())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

@@ -1,6 +1,13 @@
 package app
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,4 +95,47 @@ func (f testFlags) load() (Config, error) {
 	cfg.ApplyEnv()
 	cfg.WithDefaults()
 	return cfg, cfg.Validate()
+}
+
+// TestProductionExampleIsValid: the SASL/TLS example validates with its
+// secrets from the environment, and says which one is missing without it.
+func TestProductionExampleIsValid(t *testing.T) {
+	const example = "../../deploy/examples/kafka-sasl-tls.yaml"
+	t.Setenv("PIPETEL_ELASTICSEARCH_API_KEY", "k")
+	t.Setenv("PIPETEL_GRAFANA_CLOUD_API_KEY", "g")
+	t.Setenv("PIPETEL_KAFKA_CA_FILE", selfSignedCA(t))
+	t.Setenv("PIPETEL_KAFKA_PASSWORD", "")
+	if _, err := (testFlags{config: example}).load(); err == nil || !strings.Contains(err.Error(), "kafka.sasl.password") {
+		t.Fatalf("without PIPETEL_KAFKA_PASSWORD: %v, want the error to name kafka.sasl.password", err)
+	}
+	t.Setenv("PIPETEL_KAFKA_PASSWORD", "secret")
+	cfg, err := testFlags{config: example}.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.SASL.Mechanism != "SCRAM-SHA-512" || cfg.Kafka.SASL.Password != "secret" || cfg.Kafka.TLS.CAFile == "" ||
+		cfg.Processor.AdvertiseHTTP != "pipetel-0.pipetel-members.telemetry.svc:9464" || cfg.Processor.ChangelogReplicationFactor != 3 {
+		t.Fatalf("example decoded to %+v", cfg)
+	}
+}
+
+// selfSignedCA writes a CA certificate made now to a file of t.
+func selfSignedCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

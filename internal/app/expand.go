@@ -17,6 +17,43 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 // an empty broker list or password would otherwise fail later, less
 // clearly.
 func expandEnv(data []byte) ([]byte, error) {
+	var out []byte
+	var missing error
+	for i, line := range bytes.SplitAfter(data, []byte("\n")) {
+		// A comment (from a # at the start or after a space) is left as it is.
+		code, comment := line, []byte(nil)
+		if c := commentAt(line); c >= 0 {
+			code, comment = line[:c], line[c:]
+		}
+		exp, err := expandLine(code, i+1)
+		if err != nil && missing == nil {
+			missing = err
+		}
+		out = append(append(out, exp...), comment...)
+	}
+	return out, missing
+}
+
+// commentAt is where a YAML comment starts in line, -1 for none: a # at
+// the start or after a blank, outside quotes.
+func commentAt(line []byte) int {
+	var quote byte
+	for i, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return i
+		}
+	}
+	return -1
+}
+
+func expandLine(data []byte, line int) ([]byte, error) {
 	var missing error
 	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
 		if string(m) == "$$" {
@@ -31,7 +68,6 @@ func expandEnv(data []byte) ([]byte, error) {
 			return sub[3]
 		}
 		if missing == nil {
-			line := 1 + bytes.Count(data[:bytes.Index(data, m)], []byte("\n"))
 			missing = fmt.Errorf("line %d: ${%s} is not set in the environment (use ${%s:-default} for a default)", line, name, name)
 		}
 		return nil

@@ -27,6 +27,8 @@ func TestExpandEnv(t *testing.T) {
 	f(`group_id: ${PIPETEL_T_EMPTY:-pipetel}`, `group_id: pipetel`, "")
 	f(`password: a$b$$c`, `password: a$b$c`, "")
 	f(`password: $PIPETEL_T_BROKER`, `password: $PIPETEL_T_BROKER`, "")
+	f("# uses ${PIPETEL_T_UNSET}\ngroup_id: g # not ${PIPETEL_T_UNSET}\n", "# uses ${PIPETEL_T_UNSET}\ngroup_id: g # not ${PIPETEL_T_UNSET}\n", "")
+	f(`group_id: "a #${PIPETEL_T_BROKER}"`, `group_id: "a #kafka-0:9093"`, "")
 	f("processor:\n  group_id: ${PIPETEL_T_UNSET}\n", "", "line 2: ${PIPETEL_T_UNSET} is not set in the environment (use ${PIPETEL_T_UNSET:-default} for a default)")
 
 	path := writeConfig(t, "processor: {brokers: [\"${PIPETEL_T_BROKER}\"]}\nstate: {dir: /tmp/x}\n")
