@@ -114,6 +114,9 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 		m.consumed.WithLabelValues(t)
 		m.duplicates.WithLabelValues(t)
 		m.late.WithLabelValues(t)
+		m.skipped.WithLabelValues(t)
+		m.foreign.WithLabelValues(t)
+		m.invalid.WithLabelValues(t, CodeApplyFailed)
 		for _, code := range schemas.Codes {
 			m.invalid.WithLabelValues(t, string(code))
 		}
