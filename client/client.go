@@ -36,6 +36,7 @@ type Client struct {
 	http     *http.Client
 	pageSize int
 	now      func() time.Time
+	token    string
 }
 
 // Option configures New.
@@ -50,6 +51,10 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = 
 // SlowNetworkOps, RunningEvents, and the iterators when their Filter has no
 // Limit. Default schemas.MaxLimit.
 func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
+
+// WithToken sends "Authorization: Bearer token" with every request, for an
+// API started with http.auth_token. Default: none.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithClock sets the clock RunningEvents measures running time with.
 // Default time.Now.
@@ -141,6 +146,9 @@ func (c *Client) Raw(ctx context.Context, path string, query url.Values) ([]byte
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query %q: %w", u, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -44,6 +44,9 @@ type ClusterConfig struct {
 	AdvertiseHTTP string
 	// Transport connects to the brokers (TLS, SASL); nil: plaintext.
 	Transport *kafka.Transport
+	// Token, when set, is the bearer token the API requires
+	// (http.auth_token); forwarded requests carry it.
+	Token string
 }
 
 // ErrNoOwner is returned, wrapped in a *RouteError or with the partitions it
@@ -441,6 +444,9 @@ func (c *Cluster) get(ctx context.Context, addr, uri string) (*http.Response, er
 		return nil, err
 	}
 	req.Header.Set(ForwardedHeader, "1")
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
 	return c.httpClient.Do(req)
 }
 

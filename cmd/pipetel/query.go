@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +21,7 @@ import (
 	"github.com/pipetel/pipetel/schemas"
 )
 
-const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--json] <what> [flags]
+const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--token T] [--json] <what> [flags]
 
   events   [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
   network  [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
@@ -40,6 +41,7 @@ type APIError = client.Error
 func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		addr   = "127.0.0.1:9464"
+		token  = os.Getenv("PIPETEL_HTTP_TOKEN")
 		asJSON bool
 	)
 	// The flags common to every query may come before or after what is
@@ -48,6 +50,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		fs.StringVar(&addr, "addr", addr, "address (host:port) of any pipetel instance")
+		fs.StringVar(&token, "token", token, "bearer token of an API with http.auth_token (default: PIPETEL_HTTP_TOKEN)")
 		fs.BoolVar(&asJSON, "json", asJSON, "print the API's JSON instead of a table")
 		fs.Usage = func() { fmt.Fprint(stderr, queryUsage) }
 		return fs
@@ -95,7 +98,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if sub.NArg() > 0 {
 		return fmt.Errorf("query %s: unexpected argument %q", what, sub.Arg(0))
 	}
-	c := client.New("http://" + addr)
+	c := client.New("http://"+addr, client.WithToken(token))
 
 	switch what {
 	case "events", "network":

@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,7 +125,8 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	// by the addresses they advertise in the group's member metadata.
 	pc := cfg.Processor.WithDefaults()
 	cluster, err := query.NewCluster(query.ClusterConfig{Brokers: pc.Brokers, GroupID: pc.GroupID,
-		EventsTopic: pc.EventsTopic, NetworkTopic: pc.NetworkTopic, AdvertiseHTTP: pc.AdvertiseHTTP, Transport: conn.Transport()})
+		EventsTopic: pc.EventsTopic, NetworkTopic: pc.NetworkTopic, AdvertiseHTTP: pc.AdvertiseHTTP, Transport: conn.Transport(),
+		Token: cfg.HTTP.AuthToken})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -153,7 +155,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
+	a.server = &http.Server{Handler: requireToken(cfg.HTTP.AuthToken, mux), ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes: 64 << 10}
 
@@ -274,4 +276,22 @@ func (a *App) Components() []string {
 		names[i] = c.name
 	}
 	return names
+}
+
+// requireToken answers 401 to a request without "Authorization: Bearer
+// token", except the probes; an empty token requires nothing.
+func requireToken(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" ||
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pipetel"`)
+		http.Error(w, "missing or wrong bearer token (http.auth_token)", http.StatusUnauthorized)
+	})
 }

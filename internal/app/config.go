@@ -86,6 +86,11 @@ type HTTPConfig struct {
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	// AuthToken, when set, is required as "Authorization: Bearer <token>"
+	// by the API, /metrics and /debug/pprof (not by /healthz and /readyz,
+	// the probes); instances send it to each other when they forward.
+	// Better from PIPETEL_HTTP_TOKEN than in the file. Default: none.
+	AuthToken string `yaml:"auth_token"`
 }
 
 // SinksConfig selects the publishers.
@@ -181,6 +186,7 @@ func (c *Config) ApplyEnv() {
 		{"PIPETEL_ELASTICSEARCH_PASSWORD", &c.Sinks.Elasticsearch.Password},
 		{"PIPETEL_ELASTICSEARCH_API_KEY", &c.Sinks.Elasticsearch.APIKey},
 		{"PIPETEL_GRAFANA_CLOUD_API_KEY", &c.Sinks.GrafanaCloud.APIKey},
+		{"PIPETEL_HTTP_TOKEN", &c.HTTP.AuthToken},
 	} {
 		if v := os.Getenv(s.env); v != "" {
 			*s.dst = v
