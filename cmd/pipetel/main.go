@@ -63,6 +63,7 @@ commands:
   run       run the processor (--config pipetel.yaml)
   dev       run an embedded broker, the processor and a synthetic pipeline
   validate  check a configuration file (--config pipetel.yaml)
+  config    print: the effective configuration, secrets redacted (--config pipetel.yaml)
   bench     load N synthetic tasks into an embedded broker, time pipetel run on them, print one JSON line (--tasks N)
   query     ask a running instance: events, event, network, operation, retries (pipetel query --help)
   version   print the version
@@ -87,6 +88,8 @@ func main() {
 		err = queryCommand(ctx, args, os.Stdout, os.Stderr)
 	case "validate":
 		err = validateCommand(args)
+	case "config":
+		err = configCommand(args, os.Stdout)
 	case "version":
 		fmt.Println("pipetel", versionString(), runtime.Version())
 	case "help", "-h", "--help":

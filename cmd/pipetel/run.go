@@ -1,10 +1,13 @@
 package main
 
 import (
+	"io"
+
 	"context"
 	"flag"
 	"fmt"
 	"github.com/pipetel/pipetel/internal/app"
+	"go.yaml.in/yaml/v3"
 	"strings"
 )
 
@@ -83,4 +86,26 @@ func validateCommand(args []string) error {
 	}
 	fmt.Printf("%s: valid\n", f.config)
 	return nil
+}
+
+// configCommand is pipetel config print: the effective configuration (the
+// file, the environment, the flags and the defaults), secrets redacted.
+func configCommand(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "print" {
+		return fmt.Errorf("config: got %q, expected: pipetel config print [--config FILE] [run's flags]", strings.Join(args, " "))
+	}
+	f, err := parseRunFlags("config print", args[1:])
+	if err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(cfg.Redacted())
+	if err != nil {
+		return fmt.Errorf("cannot encode the configuration: %w", err)
+	}
+	_, err = stdout.Write(out)
+	return err
 }

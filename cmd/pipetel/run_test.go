@@ -44,3 +44,29 @@ func TestBrokersFromEnvironment(t *testing.T) {
 		t.Fatalf("brokers %v", cfg.Processor.Brokers)
 	}
 }
+
+// TestConfigPrint: the effective configuration, with the environment's
+// secrets redacted and the defaults filled in, decodes again as it was.
+func TestConfigPrint(t *testing.T) {
+	t.Setenv("PIPETEL_KAFKA_PASSWORD", "kafka-secret")
+	t.Setenv("PIPETEL_HTTP_TOKEN", "http-secret")
+	path := writeConfig(t, "kafka: {sasl: {mechanism: PLAIN, username: u}}\nprocessor: {brokers: [\"a:1\"]}\nstate: {dir: /tmp/x}\n")
+	var out strings.Builder
+	if err := configCommand([]string{"print", "--config", path, "--group", "g9"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, secret := range []string{"kafka-secret", "http-secret"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("config print shows a secret:\n%s", got)
+		}
+	}
+	for _, want := range []string{"password: <redacted>", "auth_token: <redacted>", "group_id: g9", "batch_size: 5000", "retention: 24h0m0s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("config print lacks %q:\n%s", want, got)
+		}
+	}
+	if err := configCommand([]string{"show"}, &out); err == nil {
+		t.Error("config show: no error")
+	}
+}

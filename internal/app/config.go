@@ -355,3 +355,15 @@ func yamlPaths(err error) error {
 	})
 	return &pathError{msg: msg, err: err}
 }
+
+// Redacted is the configuration with every secret that is set replaced by
+// "<redacted>", for pipetel config print.
+func (c Config) Redacted() Config {
+	for _, p := range []*string{&c.Kafka.SASL.Password, &c.Sinks.Elasticsearch.Password, &c.Sinks.Elasticsearch.APIKey,
+		&c.Sinks.GrafanaCloud.APIKey, &c.HTTP.AuthToken} {
+		if *p != "" {
+			*p = "<redacted>"
+		}
+	}
+	return c
+}
