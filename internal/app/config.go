@@ -172,26 +172,34 @@ func LoadConfig(path string) (Config, error) {
 // secrets need not be written in the file. A secret set in the environment
 // overrides the file's.
 func (c *Config) ApplyEnv() {
-	if v := os.Getenv(kafkaconn.PasswordEnv); v != "" && c.Kafka.SASL.Password == "" {
-		c.Kafka.SASL.Password = v
-		c.fromEnv = append(c.fromEnv, kafkaconn.PasswordEnv)
-	}
 	if v := os.Getenv("PIPETEL_BROKERS"); v != "" && len(c.Processor.Brokers) == 0 {
 		c.Processor.Brokers = strings.Split(v, ",")
 	}
-	for _, s := range []struct {
-		env string
-		dst *string
-	}{
-		{"PIPETEL_ELASTICSEARCH_PASSWORD", &c.Sinks.Elasticsearch.Password},
-		{"PIPETEL_ELASTICSEARCH_API_KEY", &c.Sinks.Elasticsearch.APIKey},
-		{"PIPETEL_GRAFANA_CLOUD_API_KEY", &c.Sinks.GrafanaCloud.APIKey},
-		{"PIPETEL_HTTP_TOKEN", &c.HTTP.AuthToken},
-	} {
-		if v := os.Getenv(s.env); v != "" {
+	for _, s := range c.secrets() {
+		if v := os.Getenv(s.env); v != "" && (s.envOverrides || *s.dst == "") {
 			*s.dst = v
 			c.fromEnv = append(c.fromEnv, s.env)
 		}
+	}
+}
+
+// secret is a setting that must not be shown, and the environment variable
+// that can supply it.
+type secret struct {
+	env          string
+	dst          *string
+	envOverrides bool // the environment wins over the file; else it fills an empty setting
+}
+
+// secrets lists every secret of the configuration, for ApplyEnv and
+// Redacted.
+func (c *Config) secrets() []secret {
+	return []secret{
+		{kafkaconn.PasswordEnv, &c.Kafka.SASL.Password, false},
+		{"PIPETEL_ELASTICSEARCH_PASSWORD", &c.Sinks.Elasticsearch.Password, true},
+		{"PIPETEL_ELASTICSEARCH_API_KEY", &c.Sinks.Elasticsearch.APIKey, true},
+		{"PIPETEL_GRAFANA_CLOUD_API_KEY", &c.Sinks.GrafanaCloud.APIKey, true},
+		{"PIPETEL_HTTP_TOKEN", &c.HTTP.AuthToken, true},
 	}
 }
 
@@ -359,10 +367,9 @@ func yamlPaths(err error) error {
 // Redacted is the configuration with every secret that is set replaced by
 // "<redacted>", for pipetel config print.
 func (c Config) Redacted() Config {
-	for _, p := range []*string{&c.Kafka.SASL.Password, &c.Sinks.Elasticsearch.Password, &c.Sinks.Elasticsearch.APIKey,
-		&c.Sinks.GrafanaCloud.APIKey, &c.HTTP.AuthToken} {
-		if *p != "" {
-			*p = "<redacted>"
+	for _, s := range c.secrets() {
+		if *s.dst != "" {
+			*s.dst = "<redacted>"
 		}
 	}
 	return c

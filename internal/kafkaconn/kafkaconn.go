@@ -80,18 +80,15 @@ func (c Config) tlsOn() bool {
 	return c.TLS.Enabled || c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.ServerName != ""
 }
 
-// WithEnv fills the password from PIPETEL_KAFKA_PASSWORD when the file left
-// it empty.
-func (c Config) WithEnv() Config {
-	if c.SASL.Password == "" {
-		c.SASL.Password = os.Getenv(PasswordEnv)
-	}
-	return c
+// Validate checks the configuration, files included; path is its place in
+// the YAML tree (e.g. "kafka"), for the error's field name.
+func (c Config) Validate(path string) error {
+	_, err := New(c, path)
+	return err
 }
 
-// Validate checks the configuration; path is its place in the YAML tree
-// (e.g. "kafka"), for the error's field name.
-func (c Config) Validate(path string) error {
+// checkFields checks what needs no file.
+func (c Config) checkFields(path string) error {
 	switch c.SASL.Mechanism {
 	case "":
 		if c.SASL.Username != "" || c.SASL.Password != "" {
@@ -110,9 +107,6 @@ func (c Config) Validate(path string) error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("%s.tls.cert_file and key_file: got %q and %q, expected both or neither", path, c.TLS.CertFile, c.TLS.KeyFile)
-	}
-	if _, err := c.tlsConfig(path); err != nil {
-		return err
 	}
 	return nil
 }
@@ -163,9 +157,10 @@ type Conn struct {
 	sasl sasl.Mechanism
 }
 
-// New validates c and prepares its TLS configuration and SASL mechanism.
+// New validates c and prepares its TLS configuration (reading its files
+// once) and SASL mechanism.
 func New(c Config, path string) (*Conn, error) {
-	if err := c.Validate(path); err != nil {
+	if err := c.checkFields(path); err != nil {
 		return nil, err
 	}
 	t, err := c.tlsConfig(path)

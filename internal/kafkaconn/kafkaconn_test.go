@@ -39,10 +39,6 @@ func TestValidate(t *testing.T) {
 	if s := (Config{SASL: SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "secret"}}).String(); strings.Contains(s, "secret") {
 		t.Errorf("String() shows the password: %s", s)
 	}
-	t.Setenv(PasswordEnv, "from-env")
-	if got := (Config{}).WithEnv().SASL.Password; got != "from-env" {
-		t.Errorf("password from %s: %q", PasswordEnv, got)
-	}
 }
 
 // secured is the SASL_SSL listener of deploy/local/services' Kafka.

@@ -112,6 +112,8 @@ func TestCalendarDatesFindsLiteralYears(t *testing.T) {
 			t.Errorf("%q: %d calendar dates, want %d", src, got, want)
 		}
 	}
+	// Source text for the detector, written to a file and parsed, never
+	// run: these dates are not times of any test.
 	f(`var a = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)`, 1)
 	f(`var a, b = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC), time.Date(1999, 1, 1, 0, 0, 0, 0, time.Local)`, 2)
 	f(`func y() int { return 2026 }; var a = time.Date(y(), 1, 1, 0, 0, 0, 0, time.UTC)`, 0)
