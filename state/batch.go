@@ -1,6 +1,7 @@
 package state
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Batch struct {
 	pendingOrder   []string                 // ids of pendingChanges in first-change order
 	openBase       int64                    // committed open count, once read
 	openBaseRead   bool
+	// deadlinesTouched: the batch pushed to or popped from the cache's
+	// deadline heap; committed: its transaction committed.
+	deadlinesTouched, committed bool
 
 	changes  []Change       // for the changelog, last write of each key
 	changeAt map[string]int // key → index in changes
@@ -94,9 +98,11 @@ func (b *Batch) deferPending(id string, ch pendingChange) {
 	b.pendingChanges[id] = ch // lent by the scratch storage, never nil
 }
 
-// writePending writes the deferred pending entries and their deadline index
-// to the transaction, in first-change order. Due calls it before it reads
-// the index; flush at the end of the batch.
+// writePending writes the deferred pending entries to the transaction, in
+// first-change order, and their deadlines to the cache's heap (deferring
+// happens only while the cache is complete, and then the deadline index is
+// the heap). Due calls it before it reads the index; flush at the end of
+// the batch.
 func (b *Batch) writePending() error {
 	tag := tagPendingEvent
 	if b.unit.Stream == Network {
@@ -129,8 +135,9 @@ func (b *Batch) writePending() error {
 				return err
 			}
 		}
-		if err := b.moveDeadline([]byte(id), old, dl); err != nil {
-			return err
+		if dl != 0 && dl != old {
+			heap.Push(&b.cache.deadlines, deadlineItem{dl, id})
+			b.deadlinesTouched = true
 		}
 		ch.dirty, ch.existed, ch.origDeadline = false, !ch.deleted, dl
 		b.pendingChanges[id] = ch

@@ -80,6 +80,10 @@ func (b *Batch) Due(now int64, max int) ([]Due, int64, error) {
 	if err := b.writePending(); err != nil {
 		return nil, 0, err
 	}
+	if b.deferring() {
+		due, next := b.dueInMemory(now, max)
+		return due, next, nil
+	}
 	pre := prefix(b.deadlineTag(), b.unit.Partition)
 	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: pre})
 	defer it.Close()

@@ -17,8 +17,8 @@ import (
 
 // derivedTags are the tags of derived index keys.
 var derivedTags = [][2]byte{
-	tagEventFailed, tagEventDuration, tagEventExpiry, tagEventDeadline,
-	tagNetFailed, tagNetLatency, tagNetExpiry, tagNetDeadline,
+	tagEventFailed, tagEventDuration, tagEventExpiry, tagEventDeadline, tagEventDeadlineExact,
+	tagNetFailed, tagNetLatency, tagNetExpiry, tagNetDeadline, tagNetDeadlineExact,
 }
 
 // isDerived reports whether k is a derived index key.
@@ -131,6 +131,11 @@ func (s *Store) rebuildIndexes(u Unit) error {
 	})
 	if err == nil {
 		err = wb.Flush()
+	}
+	if err == nil {
+		// The restore dropped every key of the unit first: the deadline
+		// index is exactly what was just written.
+		err = s.setDeadlinesExact(u)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot rebuild the indexes of %s partition %d: %w", u.Stream, u.Partition, err)

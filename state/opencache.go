@@ -22,6 +22,15 @@ type openCache struct {
 	complete bool
 	events   map[string]PendingEvent   // task_id → state
 	network  map[string]PendingNetwork // string(netID) → state
+
+	// deadlines is the unit's deadline index while the cache is complete
+	// (see deadlines.go); deadlinesDirty says a batch that changed it did
+	// not commit, so it is derived again before the next batch.
+	deadlines      deadlineHeap
+	deadlinesDirty bool
+	// spilled: the last commit took the cache past its bound; the next
+	// batch makes Badger's deadline index exact, then drops the entries.
+	spilled bool
 }
 
 // pendingChange is one batch's last write of a pending entry.
@@ -92,28 +101,48 @@ func (s *Store) loadOpenCache(u Unit, open int64) (*openCache, error) {
 		return nil, err
 	}
 	c.complete = true
+	c.rebuildDeadlines()
 	return c, nil
 }
 
 // cacheOf returns u's cache, loading it again when it spilled and u is back
-// under half the bound; nil when u is not owned. Called by u's writer.
-func (s *Store) cacheOf(u Unit) *openCache {
+// under half the bound; nil when u is not owned. Called by u's writer. The
+// deadline index moves with the cache: into Badger when it spills, back
+// into memory when it is loaded again.
+func (s *Store) cacheOf(u Unit) (*openCache, error) {
 	s.mu.Lock()
 	c, open := s.caches[u], s.pending[u]
 	s.mu.Unlock()
-	if c == nil || c.complete || open*2 > s.maxCachedOpen() {
-		return c
+	switch {
+	case c == nil:
+		return nil, nil
+	case c.complete && c.spilled:
+		if err := s.materializeDeadlines(u, c); err != nil {
+			return nil, err
+		}
+		c.complete, c.spilled, c.events, c.network, c.deadlines = false, false, nil, nil, nil
+		return c, nil
+	case c.complete:
+		if c.deadlinesDirty {
+			c.rebuildDeadlines()
+		}
+		return c, nil
+	case open*2 > s.maxCachedOpen():
+		return c, nil
 	}
 	loaded, err := s.loadOpenCache(u, open)
+	if err == nil && loaded.complete {
+		err = s.dropDeadlines(u)
+	}
 	if err != nil {
-		return c // stays incomplete: reads go to Badger
+		return c, nil // stays incomplete: reads go to Badger
 	}
 	s.mu.Lock()
 	if s.caches[u] == c {
 		s.caches[u] = loaded
 	}
 	s.mu.Unlock()
-	return loaded
+	return loaded, nil
 }
 
 // apply takes a committed batch's pending changes; past the bound the cache
@@ -135,6 +164,8 @@ func (c *openCache) apply(changes map[string]pendingChange, bound int64) {
 		}
 	}
 	if int64(len(c.events)+len(c.network)) > bound {
-		c.complete, c.events, c.network = false, nil, nil
+		c.spilled = true
+		return
 	}
+	c.compactDeadlines()
 }

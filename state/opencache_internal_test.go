@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/pipetel/pipetel/schemas"
 )
 
@@ -58,11 +60,14 @@ func TestOpenCacheSpillsAndReloads(t *testing.T) {
 	}
 	check := func(wantComplete bool, wantOpen ...int) {
 		t.Helper()
-		c := s.cacheOf(u)
+		c, err := s.cacheOf(u)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if c.complete != wantComplete || (c.complete && len(c.events) != len(wantOpen)) {
 			t.Fatalf("cache complete %v with %d entries, want %v with %d", c.complete, len(c.events), wantComplete, len(wantOpen))
 		}
-		err := update(func(b *Batch) error {
+		err = update(func(b *Batch) error {
 			for _, i := range wantOpen {
 				pe, found, err := b.PendingEvent(fmt.Sprint(i))
 				if err != nil || !found || pe.Deadline != int64(i+1000) {
@@ -97,9 +102,9 @@ func TestOpenCacheSpillsAndReloads(t *testing.T) {
 	}
 	check(true, 1, 2, 3)
 
-	open(4, 5) // 5 open > 4: spills
-	if cache().complete {
-		t.Fatal("cache still complete with 5 open entries and a bound of 4")
+	open(4, 5) // 5 open > 4: spills before the next batch
+	if c := cache(); c.complete && !c.spilled {
+		t.Fatal("cache neither spilled nor spilling with 5 open entries and a bound of 4")
 	}
 	check(false, 1, 2, 3, 4, 5)
 	closeTasks(1, 2) // 3 open: more than half the bound, stays spilled
@@ -125,8 +130,8 @@ func (l *keyLog) Append(_ context.Context, _ Unit, changes []Change) (int64, err
 // TestDeferredPendingWrites: a task opened and finished within one batch
 // leaves nothing of its pending entry or deadline in Badger or the
 // changelog; one that stays open across batches is logged once per batch
-// and deleted in the batch that finishes it, while its deadline index (not
-// logged: derived on restore) follows it in Badger.
+// and deleted in the batch that finishes it, while its deadline (derived,
+// never logged) follows it in the cache's in-memory index.
 func TestDeferredPendingWrites(t *testing.T) {
 	log := &keyLog{}
 	s, err := Open(Options{NoSync: true, Changelog: log})
@@ -246,4 +251,133 @@ func TestReadOutboxBytes(t *testing.T) {
 	if err != nil || len(three) != 3 {
 		t.Fatalf("a bound just under three items read %d (%v), want 3", len(three), err)
 	}
+}
+
+// TestDeadlineIndexMovesWithTheCache: while the open-task cache is complete
+// Badger holds no deadline key; when it spills, Badger's index is made
+// exact (and marked so) before a batch reads it; when the cache is loaded
+// again, the marker and the keys go; a unit owned past the bound without
+// the marker (a crash while the index was in memory) gets its index rebuilt
+// from the pending entries; a batch that expired entries and then failed
+// leaves them due.
+func TestDeadlineIndexMovesWithTheCache(t *testing.T) {
+	s, err := Open(Options{NoSync: true, MaxCachedOpen: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := Unit{Stream: Events, Partition: 2}
+	if err := s.Own(u); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	badgerIndex := func() string {
+		t.Helper()
+		var got []string
+		err := s.db.View(func(txn *badger.Txn) error {
+			pre := prefix(tagEventDeadline, u.Partition)
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: pre})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				got = append(got, fmt.Sprintf("%d:%s", fromOrdered(k[6:14]), k[14:]))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact, err := s.deadlinesExact(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("exact=%v %v", exact, got)
+	}
+	due := func(fail bool) string {
+		t.Helper()
+		var got []string
+		boom := errors.New("boom")
+		err := s.Update(ctx, u, func(b *Batch) error {
+			d, next, err := b.Due(1<<62, 0)
+			for _, x := range d {
+				got = append(got, fmt.Sprintf("%d:%s", x.Deadline, x.TaskID))
+				if err := b.DeletePendingEvent(x.TaskID); err != nil {
+					return err
+				}
+			}
+			if next != 0 {
+				got = append(got, fmt.Sprint("next ", next))
+			}
+			if fail {
+				return boom
+			}
+			return err
+		})
+		if fail != errors.Is(err, boom) || (!fail && err != nil) {
+			t.Fatalf("update: %v (failing %v)", err, fail)
+		}
+		return fmt.Sprint(got)
+	}
+	put := func(ids ...int) {
+		t.Helper()
+		err := s.Update(ctx, u, func(b *Batch) error {
+			for _, i := range ids {
+				if err := b.PutPendingEvent(fmt.Sprint(i), PendingEvent{HasStart: true, Deadline: int64(1000 + i)}, true); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := func(got, want string) {
+		t.Helper()
+		if got != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	}
+	put(3, 1, 2)
+	f(badgerIndex(), "exact=false []")
+	// Expired in a batch that fails: still due afterwards.
+	f(due(true), "[1001:1 1002:2 1003:3]")
+	f(due(true), "[1001:1 1002:2 1003:3]")
+	put(5, 4)                                            // 5 open: spills
+	f(due(true), "[1001:1 1002:2 1003:3 1004:4 1005:5]") // from Badger now
+	f(badgerIndex(), "exact=true [1001:1 1002:2 1003:3 1004:4 1005:5]")
+
+	// Owned again without the marker: rebuilt from the pending entries.
+	s.Disown(u)
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(prefix(tagEventDeadlineExact, u.Partition)); err != nil {
+			return err
+		}
+		return txn.Delete(key(tagEventDeadline, u.Partition, ordered(1004), []byte("4")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Own(u); err != nil {
+		t.Fatal(err)
+	}
+	f(badgerIndex(), "exact=true [1001:1 1002:2 1003:3 1004:4 1005:5]")
+
+	// Two expired: 3 open, still past half the bound; then the rest, and
+	// the cache loads again with the index in memory.
+	err = s.Update(ctx, u, func(b *Batch) error {
+		for _, id := range []string{"1", "2"} {
+			if err := b.DeletePendingEvent(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(badgerIndex(), "exact=true [1003:3 1004:4 1005:5]")
+	f(due(false), "[1003:3 1004:4 1005:5]")
+	put(7, 6)
+	f(badgerIndex(), "exact=false []")
+	f(due(false), "[1006:6 1007:7]")
 }

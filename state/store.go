@@ -183,6 +183,14 @@ func (s *Store) Own(u Unit) error {
 			return fmt.Errorf("cannot load open entries of %s partition %d: %w", u.Stream, u.Partition, err)
 		}
 	}
+	if c != nil && c.complete {
+		err = s.dropDeadlines(u)
+	} else {
+		err = s.ensureDeadlines(u)
+	}
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	s.owned[u] = true
 	s.pending[u] = n
@@ -277,10 +285,19 @@ func (s *Store) Update(ctx context.Context, u Unit, fn func(*Batch) error) error
 // attempt is one try of Update, with the scratch storage lent to its Batch
 // for the duration of the try.
 func (s *Store) attempt(ctx context.Context, u Unit, fn func(*Batch) error, sc *batchScratch) error {
-	b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true), cache: s.cacheOf(u)}
+	cache, err := s.cacheOf(u)
+	if err != nil {
+		return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
+	}
+	b := &Batch{s: s, unit: u, txn: s.db.NewTransaction(true), cache: cache}
 	sc.lend(b)
 	defer sc.take(b)
-	err := fn(b)
+	defer func() {
+		if b.deadlinesTouched && !b.committed {
+			cache.deadlinesDirty = true // undo this batch's pushes and pops
+		}
+	}()
+	err = fn(b)
 	if err == nil {
 		err = b.flush()
 	}
@@ -304,6 +321,7 @@ func (s *Store) attempt(ctx context.Context, u Unit, fn func(*Batch) error, sc *
 	if err != nil {
 		return fmt.Errorf("cannot update state of %s partition %d: %w", u.Stream, u.Partition, err)
 	}
+	b.committed = true
 	b.afterCommit()
 	if err := b.logChanges(ctx); err != nil {
 		return fmt.Errorf("cannot log state of %s partition %d: %w", u.Stream, u.Partition, err)
