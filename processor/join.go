@@ -108,7 +108,7 @@ func (j *joiner) applyEvent(b *state.Batch, r schemas.Record, st *joinStats) err
 		return err
 	}
 	if !found {
-		if _, done, err := b.FinishedEvent(r.TaskID); err != nil || done {
+		if done, err := b.HasFinishedEvent(r.TaskID); err != nil || done {
 			switch {
 			case done && r.Kind == schemas.KindRetry:
 				st.late++
@@ -178,7 +178,7 @@ func (j *joiner) applyNetwork(b *state.Batch, r schemas.Record, st *joinStats) e
 		return err
 	}
 	if !found {
-		if _, done, err := b.FinishedNetwork(r.TaskID, r.OpID); err != nil || done {
+		if done, err := b.HasFinishedNetwork(r.TaskID, r.OpID); err != nil || done {
 			if done {
 				st.duplicates++
 			}

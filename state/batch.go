@@ -194,6 +194,12 @@ func (b *Batch) FinishedEvent(taskID string) (schemas.EventMetric, bool, error) 
 	return m, found, err
 }
 
+// HasFinishedEvent reports whether task has a finished metric, without
+// reading it: the join asks this of every task it does not hold open.
+func (b *Batch) HasFinishedEvent(taskID string) (bool, error) {
+	return b.has(key(tagFinishedEvent, b.unit.Partition, []byte(taskID)))
+}
+
 // FinishEvent stores a finished event metric with its indexes, adds it to
 // the retry statistics and queues it in every publisher's outbox. The caller
 // makes sure the task is not already finished.
@@ -286,6 +292,12 @@ func (b *Batch) FinishedNetwork(taskID, opID string) (schemas.NetworkMetric, boo
 	return m, found, err
 }
 
+// HasFinishedNetwork reports whether a network operation has a finished
+// metric, without reading it.
+func (b *Batch) HasFinishedNetwork(taskID, opID string) (bool, error) {
+	return b.has(key(tagFinishedNet, b.unit.Partition, netID(taskID, opID)))
+}
+
 // FinishNetwork stores a finished network metric with its indexes and queues
 // it in every publisher's outbox.
 func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
@@ -303,6 +315,17 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 		return err
 	}
 	return b.enqueue(outboxItem{Network: &m})
+}
+
+func (b *Batch) has(k []byte) (bool, error) {
+	_, err := b.txn.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cannot read key %q: %w", k, err)
+	}
+	return true, nil
 }
 
 func (b *Batch) get(k []byte, into any) (bool, error) {

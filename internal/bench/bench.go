@@ -231,7 +231,10 @@ func process(ctx context.Context, o Options, brokers []string, es *esNode, progr
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	client := &http.Client{Timeout: 5 * time.Second}
+	// Uncompressed: a gzip-encoded /metrics ten times a second cost the
+	// processor 4 % of its CPU, the scraper's work and not pipetel's
+	// (a CPU profile of pipetel bench --tasks 1000000).
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 	nextReport := time.Now().Add(5 * time.Second)
 	for {
 		select {
