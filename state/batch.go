@@ -34,6 +34,7 @@ type Batch struct {
 	// deadlinesTouched: the batch pushed to or popped from the cache's
 	// deadline heap; committed: its transaction committed.
 	deadlinesTouched, committed bool
+	expiries                    []expiryEntry // metrics finished, for the batch's expiry bucket
 
 	changes  []Change       // for the changelog, last write of each key
 	changeAt map[string]int // key → index in changes
@@ -214,6 +215,7 @@ func (b *Batch) FinishEvent(m schemas.EventMetric) error {
 			return err
 		}
 	}
+	b.addExpiry(expiryTime(m.EndTime, m.StartTime), id)
 	if err := b.loadRetryStats(); err != nil {
 		return err
 	}
@@ -311,6 +313,7 @@ func (b *Batch) FinishNetwork(m schemas.NetworkMetric) error {
 			return err
 		}
 	}
+	b.addExpiry(expiryTime(m.EndTime, m.StartTime), id)
 	if err := b.aggregateNetwork(m); err != nil {
 		return err
 	}
@@ -355,6 +358,9 @@ func (b *Batch) loadRetryStats() error {
 // flush writes what the batch accumulated in memory.
 func (b *Batch) flush() error {
 	if err := b.writePending(); err != nil {
+		return err
+	}
+	if err := b.writeExpiryBucket(); err != nil {
 		return err
 	}
 	if b.retryDirty {

@@ -17,8 +17,8 @@ import (
 
 // derivedTags are the tags of derived index keys.
 var derivedTags = [][2]byte{
-	tagEventFailed, tagEventDuration, tagEventExpiry, tagEventDeadline, tagEventDeadlineExact,
-	tagNetFailed, tagNetLatency, tagNetExpiry, tagNetDeadline, tagNetDeadlineExact,
+	tagEventFailed, tagEventDuration, tagEventExpiry, tagEventExpiryBucket, tagEventDeadline, tagEventDeadlineExact,
+	tagNetFailed, tagNetLatency, tagNetExpiry, tagNetExpiryBucket, tagNetDeadline, tagNetDeadlineExact,
 }
 
 // isDerived reports whether k is a derived index key.
@@ -34,30 +34,32 @@ func isDerived(k []byte) bool {
 	return false
 }
 
-// eventIndexKeys are the index keys of a finished event.
+// eventIndexKeys are the per-metric index keys of a finished event (its
+// expiry is in its batch's bucket, expirybuckets.go).
 func eventIndexKeys(p int32, m schemas.EventMetric) [][]byte {
 	id := []byte(m.TaskID)
-	keys := make([][]byte, 0, 3)
+	keys := make([][]byte, 0, 2)
 	if m.Status != schemas.StatusCompleted {
 		keys = append(keys, key(tagEventFailed, p, id))
 	}
 	if m.DurationSeconds != nil {
 		keys = append(keys, key(tagEventDuration, p, ordered(secondsToNanos(*m.DurationSeconds)), id))
 	}
-	return append(keys, key(tagEventExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id))
+	return keys
 }
 
-// networkIndexKeys are the index keys of a finished network operation.
+// networkIndexKeys are the per-metric index keys of a finished network
+// operation.
 func networkIndexKeys(p int32, m schemas.NetworkMetric) [][]byte {
 	id := netID(m.TaskID, m.OpID)
-	keys := make([][]byte, 0, 3)
+	keys := make([][]byte, 0, 2)
 	if m.Status != schemas.StatusCompleted {
 		keys = append(keys, key(tagNetFailed, p, id))
 	}
 	if m.LatencySeconds != nil {
 		keys = append(keys, key(tagNetLatency, p, ordered(secondsToNanos(*m.LatencySeconds)), id))
 	}
-	return append(keys, key(tagNetExpiry, p, ordered(expiryTime(m.EndTime, m.StartTime)), id))
+	return keys
 }
 
 // rebuildIndexes writes the index keys of every pending entry and finished
@@ -113,13 +115,17 @@ func (s *Store) rebuildIndexes(u Unit) error {
 				if err := decodeValue(k, v, &m); err != nil {
 					return err
 				}
-				keys = networkIndexKeys(u.Partition, m)
+				keys = append(networkIndexKeys(u.Partition, m),
+					key(tagNetExpiry, u.Partition, ordered(expiryTime(m.EndTime, m.StartTime)), netID(m.TaskID, m.OpID)))
 			} else {
 				var m schemas.EventMetric
 				if err := decodeValue(k, v, &m); err != nil {
 					return err
 				}
-				keys = eventIndexKeys(u.Partition, m)
+				// Per-metric expiry keys: a restore does not know which
+				// metrics ended together (see expirybuckets.go).
+				keys = append(eventIndexKeys(u.Partition, m),
+					key(tagEventExpiry, u.Partition, ordered(expiryTime(m.EndTime, m.StartTime)), []byte(m.TaskID)))
 			}
 			for _, ik := range keys {
 				if err := wb.Set(ik, nil); err != nil {

@@ -67,9 +67,9 @@ func countTag(s Stream) [2]byte {
 // a unit by prefix.
 func unitTags(s Stream) [][2]byte {
 	if s == Network {
-		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetCounts, tagNetAggregates, tagNetDeadline, tagNetDeadlineExact, tagNetStreamTime, tagNetNewestRecord}
+		return [][2]byte{tagPendingNet, tagFinishedNet, tagNetFailed, tagNetLatency, tagNetExpiry, tagNetExpiryBucket, tagNetCounts, tagNetAggregates, tagNetDeadline, tagNetDeadlineExact, tagNetStreamTime, tagNetNewestRecord}
 	}
-	return [][2]byte{tagPendingEvent, tagFinishedEvent, tagEventFailed, tagEventDuration, tagEventExpiry, tagRetryStats, tagEventCounts, tagAggregates, tagEventDeadline, tagEventDeadlineExact, tagStreamTime, tagNewestRecord}
+	return [][2]byte{tagPendingEvent, tagFinishedEvent, tagEventFailed, tagEventDuration, tagEventExpiry, tagEventExpiryBucket, tagRetryStats, tagEventCounts, tagAggregates, tagEventDeadline, tagEventDeadlineExact, tagStreamTime, tagNewestRecord}
 }
 
 func prefix(tag [2]byte, p int32) []byte {

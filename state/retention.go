@@ -29,9 +29,10 @@ func expiryTime(end, start *time.Time) int64 {
 func (s *Store) ExpireFinished(ctx context.Context, u Unit, before time.Time) (int, error) {
 	total := 0
 	for {
-		n := 0
+		n, more := 0, false
 		err := s.Update(ctx, u, func(b *Batch) error {
 			n = 0
+			more = false
 			expTag, finTag := tagEventExpiry, tagFinishedEvent
 			if u.Stream == Network {
 				expTag, finTag = tagNetExpiry, tagFinishedNet
@@ -58,13 +59,19 @@ func (s *Store) ExpireFinished(ctx context.Context, u Unit, before time.Time) (i
 				}
 				n++
 			}
-			return nil
+			if len(keys) == maxExpiredPerTxn {
+				more = true // per-metric keys of earlier versions first
+				return nil
+			}
+			m, rest, err := b.expireBuckets(before.UnixNano(), maxExpiredPerTxn-n)
+			n, more = n+m, rest
+			return err
 		})
 		if err != nil {
 			return total, err
 		}
 		total += n
-		if n < maxExpiredPerTxn {
+		if !more {
 			return total, nil
 		}
 	}
