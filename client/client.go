@@ -1,7 +1,8 @@
 // Package client is the Go client of pipetel's query API: one task's event
-// metric or network operation, the lists (failed, slow, by status) as pages
-// or as iterators over every page, and the retry statistics. Any instance
-// answers for the whole consumer group.
+// metric, one or all of its network operations, the lists (failed, slow,
+// running, by status, event name, pipeline or start time) as pages or as
+// iterators over every page, the slowest N, and the retry statistics. Any
+// instance answers for the whole consumer group.
 //
 // It shares the wire types and routes with the server (package schemas) and
 // imports neither the state store nor a Kafka or Elasticsearch client.
@@ -35,7 +36,6 @@ type Client struct {
 	base     string
 	http     *http.Client
 	pageSize int
-	now      func() time.Time
 	token    string
 }
 
@@ -48,23 +48,19 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = 
 
 // WithPageSize sets the page size (1..schemas.MaxLimit) the functions that
 // read every page ask for: FailedEvents, SlowEvents, FailedNetworkOps,
-// SlowNetworkOps, RunningEvents, and the iterators when their Filter has no
-// Limit. Default schemas.MaxLimit.
+// SlowNetworkOps, RunningEvents, NetworkOpsOf, and the iterators when their
+// Filter has no Limit. Default schemas.MaxLimit.
 func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
 
 // WithToken sends "Authorization: Bearer token" with every request, for an
 // API started with http.auth_token. Default: none.
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
-// WithClock sets the clock RunningEvents measures running time with.
-// Default time.Now.
-func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
-
 // New returns a client of the API at baseURL, e.g. "http://127.0.0.1:9464".
 // A bad URL is reported by the first call.
 func New(baseURL string, opts ...Option) *Client {
 	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second},
-		pageSize: schemas.MaxLimit, now: time.Now}
+		pageSize: schemas.MaxLimit}
 	for _, o := range opts {
 		o(c)
 	}
@@ -102,6 +98,22 @@ type Filter struct {
 	// Local asks for the asked instance's own partitions only, not the
 	// whole group's.
 	Local bool
+	// EventName and PipelineID keep the events of one event name, of one
+	// pipeline; empty keeps all. Network metrics carry neither: the API
+	// refuses them on network lists.
+	EventName, PipelineID string
+	// Since and Until keep the metrics whose start time is at or after
+	// Since and before Until; a zero time is no bound. Metrics without a
+	// start time are left out by either.
+	Since, Until time.Time
+	// RunningLongerThan, when > 0, keeps the pending metrics that started
+	// more than this long ago by the asked instance's clock (the open tasks
+	// running that long); see RunningEvents for zero.
+	RunningLongerThan time.Duration
+	// Top, when > 0, asks for the Top finished metrics with the longest
+	// duration (latency) across the group, longest first, in one page
+	// without a cursor; Limit and Cursor must be unset.
+	Top int
 	// Params are further query parameters, sent as they are: filters of a
 	// newer API, or values the typed fields do not carry.
 	Params url.Values
@@ -127,6 +139,25 @@ func (f Filter) Query() url.Values {
 	}
 	if f.Local {
 		q.Set(schemas.ParamScope, schemas.ScopeLocal)
+	}
+	for _, p := range []struct{ name, v string }{{schemas.ParamEventName, f.EventName}, {schemas.ParamPipelineID, f.PipelineID}} {
+		if p.v != "" {
+			q.Set(p.name, p.v)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		t    time.Time
+	}{{schemas.ParamSince, f.Since}, {schemas.ParamUntil, f.Until}} {
+		if !p.t.IsZero() {
+			q.Set(p.name, p.t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if f.RunningLongerThan > 0 {
+		q.Set(schemas.ParamRunningLongerThan, f.RunningLongerThan.String())
+	}
+	if f.Top > 0 {
+		q.Set(schemas.ParamTop, strconv.Itoa(f.Top))
 	}
 	return q
 }
@@ -199,6 +230,16 @@ func (c *Client) NetworkOp(ctx context.Context, taskID, opID string) (schemas.Ne
 	return m, c.get(ctx, schemas.NetworkOpPath(taskID, opID), nil, &m)
 }
 
+// NetworkOpsOf returns every network operation of a task, finished ones
+// first, then pending ones, each in op id order, reading every page; none
+// (an empty slice) for a task without any.
+func (c *Client) NetworkOpsOf(ctx context.Context, taskID string) ([]schemas.NetworkMetric, error) {
+	return collect(pages(c, Filter{}, func(f Filter) (schemas.Page[schemas.NetworkMetric], error) {
+		var p schemas.Page[schemas.NetworkMetric]
+		return p, c.get(ctx, schemas.NetworkOpsPath(taskID), f.Query(), &p)
+	}))
+}
+
 // EventsPage returns one page of event metrics.
 func (c *Client) EventsPage(ctx context.Context, f Filter) (schemas.Page[schemas.EventMetric], error) {
 	var p schemas.Page[schemas.EventMetric]
@@ -224,7 +265,7 @@ func (c *Client) NetworkOps(ctx context.Context, f Filter) iter.Seq2[schemas.Net
 }
 
 func pages[T any](c *Client, f Filter, page func(Filter) (schemas.Page[T], error)) iter.Seq2[T, error] {
-	if f.Limit == 0 {
+	if f.Limit == 0 && f.Top == 0 {
 		f.Limit = c.pageSize
 	}
 	return func(yield func(T, error) bool) {
@@ -295,20 +336,41 @@ func (c *Client) SlowNetworkOps(ctx context.Context, threshold time.Duration) ([
 	return collect(c.NetworkOps(ctx, Filter{SlowerThan: threshold}))
 }
 
-// RunningEvents returns the events that started more than longerThan ago
-// (by the client's clock) and have not finished. The API has no such
-// filter: this reads every pending event (status pending) and keeps those
-// with a start time that old, so it costs a scan of the open tasks.
-func (c *Client) RunningEvents(ctx context.Context, longerThan time.Duration) ([]schemas.EventMetric, error) {
-	cut := c.now().Add(-longerThan)
-	out := []schemas.EventMetric{}
-	for m, err := range c.Events(ctx, Filter{Status: schemas.StatusPending}) {
-		if err != nil {
-			return nil, err
-		}
-		if m.StartTime != nil && m.StartTime.Before(cut) {
-			out = append(out, m)
-		}
+// SlowestEvents returns the n (1..schemas.MaxLimit) finished events with
+// the longest duration among those f selects, across the group, longest
+// first (ties by task id): the API's top=n. f's Limit and Cursor must be
+// unset.
+func (c *Client) SlowestEvents(ctx context.Context, n int, f Filter) ([]schemas.EventMetric, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("slowest events: n %d, expected 1..%d", n, schemas.MaxLimit)
 	}
-	return out, nil
+	f.Top = n
+	p, err := c.EventsPage(ctx, f)
+	return p.Items, err
+}
+
+// SlowestNetworkOps is SlowestEvents for network operations, by latency.
+func (c *Client) SlowestNetworkOps(ctx context.Context, n int, f Filter) ([]schemas.NetworkMetric, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("slowest network operations: n %d, expected 1..%d", n, schemas.MaxLimit)
+	}
+	f.Top = n
+	p, err := c.NetworkPage(ctx, f)
+	return p.Items, err
+}
+
+// RunningEvents returns the events that started more than longerThan (>= 0)
+// ago and have not finished, reading every page. The API decides, by the
+// asked instance's clock (the processor's), not the client's; 0 returns
+// every pending event that has a start.
+func (c *Client) RunningEvents(ctx context.Context, longerThan time.Duration) ([]schemas.EventMetric, error) {
+	if longerThan < 0 {
+		return nil, fmt.Errorf("running events: longer than %v, expected a duration >= 0", longerThan)
+	}
+	f := Filter{RunningLongerThan: longerThan}
+	if longerThan == 0 {
+		// The zero Filter field means no such filter.
+		f.Params = url.Values{schemas.ParamRunningLongerThan: {"0s"}}
+	}
+	return collect(c.Events(ctx, f))
 }

@@ -112,6 +112,57 @@ func ExampleClient_SlowNetworkOps() {
 	// Output: t-2 q1 1.5
 }
 
+// The API measures running time by its own clock: t-4 started an hour ago.
+func ExampleClient_RunningEvents() {
+	url, stop := newServer()
+	defer stop()
+	c := client.New(url)
+
+	running, err := c.RunningEvents(context.Background(), 5*time.Minute)
+	if err != nil {
+		panic(err)
+	}
+	for _, m := range running {
+		fmt.Println(m.TaskID, m.EventName, m.Status, m.EndTime == nil)
+	}
+	// Output: t-4 transform pending true
+}
+
+func ExampleClient_NetworkOpsOf() {
+	url, stop := newServer()
+	defer stop()
+	c := client.New(url)
+
+	ops, err := c.NetworkOpsOf(context.Background(), "t-1")
+	if err != nil {
+		panic(err)
+	}
+	for _, m := range ops {
+		fmt.Println(m.OpID, m.Status, *m.LatencySeconds)
+	}
+	// Output:
+	// q1 completed 0.25
+	// q2 completed 0.125
+}
+
+// The slowest completed events of one event name, longest first.
+func ExampleClient_SlowestEvents() {
+	url, stop := newServer()
+	defer stop()
+	c := client.New(url)
+
+	slowest, err := c.SlowestEvents(context.Background(), 2, client.Filter{EventName: "transform", Status: schemas.StatusCompleted})
+	if err != nil {
+		panic(err)
+	}
+	for _, m := range slowest {
+		fmt.Println(m.TaskID, *m.DurationSeconds)
+	}
+	// Output:
+	// t-3 3
+	// t-1 0.5
+}
+
 // Events follows the pages: here two of them, of two events each.
 func ExampleClient_Events() {
 	url, stop := newServer()

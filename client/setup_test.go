@@ -40,7 +40,9 @@ func op(kind schemas.Kind, task, opID string, sec float64, errText string) schem
 //
 //	events:  t-1 completed 0.5 s; t-2 failed 2 s ("boom") after 2 retries;
 //	         t-3 completed 3 s after 1 retry; t-4 started an hour ago, running
-//	network: t-1/q1 completed 0.25 s; t-2/q1 failed 1.5 s ("connection reset")
+//	network: t-1/q1 completed 0.25 s; t-1/q2 completed 0.125 s; t-2/q1 failed 1.5 s ("connection reset")
+//
+// Its clock is the tests' (running_longer_than is measured against it).
 func newServer() (url string, closeAll func()) {
 	s, err := state.Open(state.Options{NoSync: true})
 	if err != nil {
@@ -60,9 +62,10 @@ func newServer() (url string, closeAll func()) {
 		ev(start, "t-4", 0, "")))
 	must(querytest.Apply(s, netUnit,
 		op(start, "t-1", "q1", 0, ""), op(end, "t-1", "q1", 0.25, ""),
+		op(start, "t-1", "q2", 1, ""), op(end, "t-1", "q2", 1.125, ""),
 		op(start, "t-2", "q1", 0, ""), op(end, "t-2", "q1", 1.5, "connection reset")))
 	mux := http.NewServeMux()
-	query.NewAPI(s).Register(mux)
+	query.NewAPI(s, query.WithClock(testclock.Now)).Register(mux)
 	srv := httptest.NewServer(mux)
 	return srv.URL, func() { srv.Close(); s.Close() }
 }

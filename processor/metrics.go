@@ -103,7 +103,7 @@ func newMetrics(reg prometheus.Registerer, store *state.Store, cfg Config) (*met
 	openNet := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pipetel_open_network_operations", Help: "Network operations with a start or an end but not both, in owned partitions.",
 	}, func() float64 { return float64(store.OpenTasks(state.Network)) })
-	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.pastRetention, m.skipped, m.foreign, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet} {
+	for _, c := range []prometheus.Collector{m.consumed, m.invalid, m.duplicates, m.late, m.finished, m.lag, m.commitLag, m.assigned, m.applySecs, m.paused, m.deadLetters, m.expired, m.pastRetention, m.skipped, m.foreign, m.partitionOpen, m.restoring, m.restoreRecords, m.restoreSeconds, open, openNet, newOldestOpen(store, cfg)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

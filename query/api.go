@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
@@ -25,6 +26,7 @@ type API struct {
 	store   *state.Store
 	cluster *Cluster
 	log     *slog.Logger
+	now     func() time.Time
 }
 
 // APIOption configures NewAPI.
@@ -38,9 +40,21 @@ func WithCluster(c *Cluster) APIOption { return func(a *API) { a.cluster = c } }
 // (which name state keys, so they stay out of responses). Default: none.
 func WithAPILogger(l *slog.Logger) APIOption { return func(a *API) { a.log = l } }
 
+// WithClock sets the clock running_longer_than is measured against: give it
+// the processor's (processor.Config.Now), so that "running for 5 minutes"
+// means the same to the API as to the processor's wall clock. Nil or
+// default: time.Now.
+func WithClock(now func() time.Time) APIOption {
+	return func(a *API) {
+		if now != nil {
+			a.now = now
+		}
+	}
+}
+
 // NewAPI returns the query API over store.
 func NewAPI(store *state.Store, opts ...APIOption) *API {
-	a := &API{store: store, log: slog.New(slog.DiscardHandler)}
+	a := &API{store: store, log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(a)
 	}
@@ -50,9 +64,9 @@ func NewAPI(store *state.Store, opts ...APIOption) *API {
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+schemas.PathEvents+"/{task_id...}", a.event)
-	mux.HandleFunc("GET "+schemas.PathEvents, list(a, state.Events, a.events))
+	mux.HandleFunc("GET "+schemas.PathEvents, list(a, state.Events, a.events, schemas.CompareSlowerEvent))
 	mux.HandleFunc("GET "+schemas.PathNetwork+"/{task_id...}", a.networkOp)
-	mux.HandleFunc("GET "+schemas.PathNetwork, list(a, state.Network, a.network))
+	mux.HandleFunc("GET "+schemas.PathNetwork, list(a, state.Network, a.network, schemas.CompareSlowerNetwork))
 	mux.HandleFunc("GET "+schemas.PathRetries, a.retries)
 }
 
@@ -105,6 +119,10 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if !q.Has(schemas.ParamOpID) {
+		a.networkOpsOf(w, r, q)
+		return
+	}
 	if !onlyParams(w, q, schemas.ParamOpID) {
 		return
 	}
@@ -124,19 +142,58 @@ func (a *API) networkOp(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
+// networkOpsOf lists a task's network operations (no op_id): from this
+// instance when it serves the task's partition, else from the owner.
+func (a *API) networkOpsOf(w http.ResponseWriter, r *http.Request, q url.Values) {
+	if !onlyParams(w, q, schemas.ParamOpID, schemas.ParamLimit, schemas.ParamCursor) {
+		return
+	}
+	limit, ok := parseLimit(w, q)
+	if !ok {
+		return
+	}
+	id := r.PathValue("task_id")
+	page, err := a.store.NetworkOpsOf(r.Context(), id, limit, q.Get(schemas.ParamCursor))
+	// Only the owner of the task's partition holds its operations: none
+	// here means ask it (a cursor is the owner's too).
+	if err == nil && len(page.Items) == 0 && a.routeElsewhere(w, r, state.Network, id) {
+		return
+	}
+	writePage(a, w, r, page, err)
+}
+
 // listParams are the parameters shared by the list endpoints.
 type listParams struct {
-	status     schemas.Status
-	slowerThan time.Duration
-	limit      int
-	cursor     string
+	status                schemas.Status
+	slowerThan            time.Duration
+	limit                 int
+	cursor                string
+	eventName, pipelineID string
+	since, until          time.Time
+	// running is set by running_longer_than, which until holds by then.
+	running bool
+	top     int
 }
 
 var statuses = []schemas.Status{schemas.StatusPending, schemas.StatusCompleted, schemas.StatusFailed, schemas.StatusTimedOut, schemas.StatusOrphan}
 
-func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
+const (
+	wantDuration = "a non-negative duration such as 1.5s, 250ms or 2 (seconds)"
+	wantTime     = "an RFC 3339 time with Z or an offset, such as 2006-01-02T15:04:05Z"
+)
+
+// parseList reads the parameters of a list of stream st. running_longer_than
+// becomes status=pending and an until of now less the duration, by the
+// API's clock.
+func (a *API) parseList(w http.ResponseWriter, q url.Values, st state.Stream) (listParams, bool) {
 	var p listParams
-	if !onlyParams(w, q, schemas.ParamStatus, schemas.ParamSlowerThan, schemas.ParamLimit, schemas.ParamCursor) {
+	allowed := []string{schemas.ParamStatus, schemas.ParamSlowerThan, schemas.ParamLimit, schemas.ParamCursor}
+	if st == state.Events {
+		// Network metrics carry neither.
+		allowed = append(allowed, schemas.ParamEventName, schemas.ParamPipelineID)
+	}
+	allowed = append(allowed, schemas.ParamSince, schemas.ParamUntil, schemas.ParamRunningLongerThan, schemas.ParamTop)
+	if !onlyParams(w, q, allowed...) {
 		return p, false
 	}
 	if v := q.Get(schemas.ParamStatus); v != "" {
@@ -150,28 +207,105 @@ func parseList(w http.ResponseWriter, q url.Values) (listParams, bool) {
 			return p, false
 		}
 	}
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{schemas.ParamEventName, &p.eventName}, {schemas.ParamPipelineID, &p.pipelineID}} {
+		v := q.Get(f.name)
+		if len(v) > schemas.MaxIDBytes || !utf8.ValidString(v) {
+			badParam(w, f.name, v, fmt.Sprintf("at most %d bytes of UTF-8, as in records", schemas.MaxIDBytes))
+			return p, false
+		}
+		*f.to = v
+	}
+	for _, f := range []struct {
+		name string
+		to   *time.Time
+	}{{schemas.ParamSince, &p.since}, {schemas.ParamUntil, &p.until}} {
+		if v := q.Get(f.name); v != "" {
+			t, err := schemas.ParseTime(v)
+			if err != nil {
+				badParam(w, f.name, v, wantTime)
+				return p, false
+			}
+			*f.to = t
+		}
+	}
+	if !p.since.IsZero() && !p.until.IsZero() && !p.until.After(p.since) {
+		badParam(w, schemas.ParamUntil, q.Get(schemas.ParamUntil), fmt.Sprintf("a time after since (%s)", q.Get(schemas.ParamSince)))
+		return p, false
+	}
+	if v := q.Get(schemas.ParamRunningLongerThan); v != "" {
+		d, err := schemas.ParseDuration(v)
+		if err != nil || d < 0 {
+			badParam(w, schemas.ParamRunningLongerThan, v, wantDuration)
+			return p, false
+		}
+		if p.status != "" && p.status != schemas.StatusPending {
+			badParam(w, schemas.ParamStatus, string(p.status), "pending or none when running_longer_than is set: only pending metrics are running")
+			return p, false
+		}
+		p.status, p.running = schemas.StatusPending, true
+		if cut := a.now().Add(-d).UTC(); p.until.IsZero() || cut.Before(p.until) {
+			p.until = cut
+		}
+	}
 	if v := q.Get(schemas.ParamSlowerThan); v != "" {
 		d, err := schemas.ParseDuration(v)
 		if err != nil || d < 0 {
-			badParam(w, schemas.ParamSlowerThan, v, "a non-negative duration such as 1.5s, 250ms or 2 (seconds)")
+			badParam(w, schemas.ParamSlowerThan, v, wantDuration)
 			return p, false
 		}
 		p.slowerThan = d
+		if p.running {
+			badParam(w, schemas.ParamSlowerThan, v, "none with running_longer_than: running metrics have no duration")
+			return p, false
+		}
 		if p.status == schemas.StatusPending {
 			badParam(w, schemas.ParamStatus, "pending", "a finished status when slower_than is set: pending metrics have no duration")
 			return p, false
 		}
 	}
-	if v := q.Get(schemas.ParamLimit); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > schemas.MaxLimit {
-			badParam(w, schemas.ParamLimit, v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
-			return p, false
-		}
-		p.limit = n
+	var ok bool
+	if p.limit, ok = parseLimit(w, q); !ok {
+		return p, false
 	}
 	p.cursor = q.Get(schemas.ParamCursor)
+	if v := q.Get(schemas.ParamTop); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 1 || n > schemas.MaxLimit:
+			badParam(w, schemas.ParamTop, v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
+			return p, false
+		case p.running:
+			badParam(w, schemas.ParamTop, v, "none with running_longer_than: running metrics have no duration")
+			return p, false
+		case p.status == schemas.StatusPending:
+			badParam(w, schemas.ParamStatus, "pending", "a finished status when top is set: pending metrics have no duration")
+			return p, false
+		case q.Get(schemas.ParamLimit) != "":
+			badParam(w, schemas.ParamLimit, q.Get(schemas.ParamLimit), "none with top: top=N is the size of its one page")
+			return p, false
+		case p.cursor != "":
+			badParam(w, schemas.ParamCursor, p.cursor, "none with top: top answers one page")
+			return p, false
+		}
+		p.top = n
+	}
 	return p, true
+}
+
+func parseLimit(w http.ResponseWriter, q url.Values) (int, bool) {
+	v := q.Get(schemas.ParamLimit)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > schemas.MaxLimit {
+		badParam(w, schemas.ParamLimit, v, fmt.Sprintf("an integer 1..%d", schemas.MaxLimit))
+		return 0, false
+	}
+	return n, true
 }
 
 // onlyParams answers 400 for a parameter the endpoint does not know, so that
@@ -196,38 +330,61 @@ func onlyParams(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 
 // list serves one list endpoint: from this instance's partitions with
 // scope=local, otherwise gathered from every instance.
-func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[T], error)) http.HandlerFunc {
+func list[T any](a *API, st state.Stream, run func(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[T], error),
+	slowerFirst func(a, b T) int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		local, ok := a.scope(w, r, q)
 		if !ok {
 			return
 		}
-		p, ok := parseList(w, q)
+		p, ok := a.parseList(w, q, st)
 		if !ok {
 			return
 		}
-		query := func(limit int, cursor string) (schemas.Page[T], error) { return run(r.Context(), p, limit, cursor) }
-		if local {
-			page, err := query(p.limit, p.cursor)
-			writePage(a, w, r, page, err)
+		if !p.since.IsZero() && !p.until.IsZero() && !p.until.After(p.since) {
+			// running_longer_than moved until to since or before it:
+			// nothing can match.
+			writeJSON(w, http.StatusOK, schemas.Page[T]{Items: []T{}})
 			return
 		}
-		gather(a, w, r, q, st, p, query)
+		if p.running {
+			// The other instances get the cut-off this one computed, so
+			// that one clock decides for the whole answer.
+			q.Del(schemas.ParamRunningLongerThan)
+			q.Set(schemas.ParamStatus, string(schemas.StatusPending))
+			q.Set(schemas.ParamUntil, p.until.Format(time.RFC3339Nano))
+		}
+		query := func(limit int, cursor string) (schemas.Page[T], error) { return run(r.Context(), p, limit, cursor) }
+		switch {
+		case local:
+			page, err := query(p.limit, p.cursor)
+			writePage(a, w, r, page, err)
+		case p.top > 0:
+			gatherTop(a, w, r, q, st, p, query, slowerFirst)
+		default:
+			gather(a, w, r, q, st, p, query)
+		}
 	}
 }
 
 func (a *API) events(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.EventMetric], error) {
-	return a.store.Events(ctx, state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+	return a.store.Events(ctx, state.EventQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor,
+		EventName: p.eventName, PipelineID: p.pipelineID, Since: p.since, Until: p.until, Top: p.top})
 }
 
 func (a *API) network(ctx context.Context, p listParams, limit int, cursor string) (schemas.Page[schemas.NetworkMetric], error) {
-	return a.store.NetworkOps(ctx, state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor})
+	return a.store.NetworkOps(ctx, state.NetworkQuery{Status: p.status, SlowerThan: p.slowerThan, Limit: limit, Cursor: cursor,
+		Since: p.since, Until: p.until, Top: p.top})
 }
 
 func writePage[T any](a *API, w http.ResponseWriter, r *http.Request, page schemas.Page[T], err error) {
 	if errors.Is(err, state.ErrBadCursor) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: schemas.ParamCursor})
+		return
+	}
+	if errors.Is(err, state.ErrTopScanBound) {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Parameter: schemas.ParamTop})
 		return
 	}
 	if err != nil {
@@ -368,6 +525,12 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 		return page, err
 	}
 	page, err := mergePages(members, fingerprint, p.cursor, p.limit, fetch)
+	writeMerged(a, w, r, page, err)
+}
+
+// writeMerged writes a page gathered from the group, or why it could not
+// be: another instance's error answer is relayed as it is.
+func writeMerged(a *API, w http.ResponseWriter, r *http.Request, page rawPage, err error) {
 	var me *MemberError
 	switch {
 	case errors.Is(err, ErrAssignmentChanged):
@@ -381,6 +544,66 @@ func gather[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values,
 	default:
 		writePage(a, w, r, page, err)
 	}
+}
+
+// gatherTop answers a top=N list for the whole group: every instance
+// serving the stream's topic answers its own N slowest, and the N slowest
+// of those are the group's. No cursor: the answer is one page.
+func gatherTop[T any](a *API, w http.ResponseWriter, r *http.Request, q url.Values, st state.Stream, p listParams,
+	local func(limit int, cursor string) (schemas.Page[T], error), slowerFirst func(a, b T) int) {
+	ctx := r.Context()
+	rt, err := a.cluster.servingAll(ctx, a.topic(st))
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	if rt.onlySelf() {
+		page, err := local(0, "")
+		writePage(a, w, r, page, err)
+		return
+	}
+	members, _ := rt.serving(a.topic(st))
+	type item struct {
+		raw json.RawMessage
+		m   T
+	}
+	var all []item
+	lq := url.Values{}
+	for k, v := range q {
+		lq[k] = v
+	}
+	lq.Set(schemas.ParamScope, schemas.ScopeLocal)
+	for _, m := range members {
+		var page rawPage
+		var err error
+		if m.self {
+			var lp schemas.Page[T]
+			if lp, err = local(0, ""); err == nil {
+				page, err = rawItems(lp)
+			}
+		} else {
+			err = a.cluster.getJSON(ctx, m.addr, r.URL.Path+"?"+lq.Encode(), &page)
+		}
+		if err != nil {
+			writeMerged(a, w, r, rawPage{}, err)
+			return
+		}
+		for _, raw := range page.Items {
+			var it T
+			if err := json.Unmarshal(raw, &it); err != nil {
+				writeMerged(a, w, r, rawPage{}, &MemberError{Addr: m.addr, Status: http.StatusBadGateway, Body: raw,
+					Err: fmt.Errorf("cannot decode a list item: %w", err)})
+				return
+			}
+			all = append(all, item{raw, it})
+		}
+	}
+	slices.SortStableFunc(all, func(x, y item) int { return slowerFirst(x.m, y.m) })
+	out := rawPage{Items: []json.RawMessage{}}
+	for _, it := range all[:min(p.top, len(all))] {
+		out.Items = append(out.Items, it.raw)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // gatherRetries sums the retry statistics of every instance.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -336,6 +337,13 @@ func (in *testInstance) addr() string { return in.srv.Listener.Addr().String() }
 // partitions (of 4) of both topics, all in one fake group.
 func newTestGroup(t *testing.T, owned ...[]int) ([]*testInstance, *fakeGroup) {
 	t.Helper()
+	return newTestGroupWith(t, nil, owned...)
+}
+
+// newTestGroupWith is newTestGroup with opts(i) the API options of
+// instance i.
+func newTestGroupWith(t *testing.T, opts func(i int) []APIOption, owned ...[]int) ([]*testInstance, *fakeGroup) {
+	t.Helper()
 	fg := &fakeGroup{partitions: 4}
 	var insts []*testInstance
 	var members []kafka.DescribeGroupsResponseMember
@@ -360,7 +368,11 @@ func newTestGroup(t *testing.T, owned ...[]int) ([]*testInstance, *fakeGroup) {
 		}
 		t.Cleanup(func() { c.Close() })
 		in.cluster = c
-		NewAPI(in.store, WithCluster(c)).Register(mux)
+		apiOpts := []APIOption{WithCluster(c)}
+		if opts != nil {
+			apiOpts = append(apiOpts, opts(i)...)
+		}
+		NewAPI(in.store, apiOpts...).Register(mux)
 		insts = append(insts, in)
 		members = append(members, groupMember(fmt.Sprintf("m%d", i), in.addr(), parts...))
 	}
@@ -735,4 +747,110 @@ func slowTasks(n int) []string {
 		}
 	}
 	return ids
+}
+
+// TestClusterAPIFiltersTopAndRunning: the new list parameters give the same
+// answer from every instance of a group, top merges the instances' own
+// slowest, and running_longer_than is measured by the asked instance's
+// clock for every instance's partitions.
+func TestClusterAPIFiltersTopAndRunning(t *testing.T) {
+	const n = 60
+	// Instance i's clock reads at(3600*(i+1)).
+	clock := func(i int) []APIOption {
+		return []APIOption{WithClock(func() time.Time { return at(float64(3600 * (i + 1))) })}
+	}
+	insts, _ := newTestGroupWith(t, clock, []int{0, 3}, []int{1}, []int{2})
+	fillGroup(t, insts, n)
+	// Twelve running tasks, started 0, 300, …, 3300 s after t0.
+	var running []string
+	for k := range 12 {
+		id := fmt.Sprintf("run-%02d", k)
+		running = append(running, id)
+		p := partOf(id)
+		for _, in := range insts {
+			if slices.Contains(in.parts, p) {
+				apply(t, in.store, state.Unit{Stream: state.Events, Partition: int32(p)}, named(id, "load", "p1", float64(300*k)))
+			}
+		}
+	}
+	// The reference order of a top answer: duration i%7/2 descending,
+	// then task id.
+	top := func(k int, keep func(i int) bool) []string {
+		var is []int
+		for i := range n {
+			if keep(i) {
+				is = append(is, i)
+			}
+		}
+		slices.SortStableFunc(is, func(a, b int) int { return (b % 7) - (a % 7) })
+		var ids []string
+		for _, i := range is[:min(k, len(is))] {
+			ids = append(ids, groupTask(i))
+		}
+		return ids
+	}
+	all := func(int) bool { return true }
+	sorted := func(ids []string) []string { return slices.Sorted(slices.Values(ids)) }
+
+	for k, in := range insts {
+		for _, tt := range []struct {
+			path   string
+			want   []string
+			sorted bool // compare as sets: lists order by instance
+		}{
+			{"/api/v1/events?top=10", top(10, all), false},
+			{"/api/v1/events?top=1000", top(1000, all), false},
+			{"/api/v1/events?top=3&status=failed", top(3, func(i int) bool { return i%5 == 1 }), false},
+			{"/api/v1/network?top=3", []string{groupTask(0), groupTask(2), groupTask(4)}, false}, // all 1 s: by task id
+			{"/api/v1/events?event_name=load", running, true},
+			// The asked instance's clock, for the partitions of all three.
+			{"/api/v1/events?running_longer_than=10m", running[:max(0, min(12, (3600*(k+1)-600+299)/300))], true},
+		} {
+			if tt.sorted {
+				for _, limit := range []int{1, 5, 1000} {
+					ids, _ := listFrom(t, in.addr(), tt.path, limit)
+					if got := sorted(ids); !slices.Equal(got, tt.want) {
+						t.Errorf("GET %s limit %d from instance %d: %q, want %q", tt.path, limit, k, got, tt.want)
+					}
+				}
+				continue
+			}
+			code, body := getFrom(t, in.addr(), tt.path)
+			var page struct {
+				Items []struct {
+					TaskID string `json:"task_id"`
+				} `json:"items"`
+				Next *string `json:"next_cursor"`
+			}
+			if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil {
+				t.Fatalf("GET %s from instance %d: %d %s", tt.path, k, code, body)
+			}
+			var ids []string
+			for _, it := range page.Items {
+				ids = append(ids, it.TaskID)
+			}
+			if !slices.Equal(ids, tt.want) || page.Next != nil {
+				t.Errorf("GET %s from instance %d: %q (next %v), want %q", tt.path, k, ids, page.Next, tt.want)
+			}
+		}
+	}
+
+	t.Run("a task's operations, asked of any instance", func(t *testing.T) {
+		for _, tc := range []struct {
+			task string
+			want string
+		}{{groupTask(0), `"task_id":"` + groupTask(0) + `","op_id":"q"`}, {groupTask(1), ""}} {
+			for _, in := range insts {
+				before := insts[0].forwarded.Load() + insts[1].forwarded.Load() + insts[2].forwarded.Load()
+				code, body := getFrom(t, in.addr(), "/api/v1/network/"+tc.task)
+				hops := insts[0].forwarded.Load() + insts[1].forwarded.Load() + insts[2].forwarded.Load() - before
+				owns := slices.Contains(in.parts, partOf(tc.task))
+				wantHops := map[bool]int64{true: 0, false: 1}[owns]
+				if code != http.StatusOK || strings.Count(body, `"task_id"`) != map[bool]int{true: 1, false: 0}[tc.want != ""] ||
+					!strings.Contains(body, tc.want) || hops != wantHops {
+					t.Errorf("operations of %s from %s: %d %s, %d hops; want %s and %d hops", tc.task, in.addr(), code, body, hops, tc.want, wantHops)
+				}
+			}
+		}
+	})
 }

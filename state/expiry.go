@@ -1,6 +1,9 @@
 package state
 
 import (
+	"errors"
+	"time"
+
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -42,8 +45,10 @@ func (b *Batch) SetStreamTime(ns int64) error {
 	return b.set(prefix(streamTimeTag(b.unit.Stream), b.unit.Partition), int64Bytes(ns))
 }
 
-func (b *Batch) deadlineTag() [2]byte {
-	if b.unit.Stream == Network {
+func (b *Batch) deadlineTag() [2]byte { return deadlineTag(b.unit.Stream) }
+
+func deadlineTag(st Stream) [2]byte {
+	if st == Network {
 		return tagNetDeadline
 	}
 	return tagEventDeadline
@@ -152,4 +157,68 @@ func aggregatesTag(s Stream) [2]byte {
 // nanoseconds), 0 when it applied none yet.
 func (s *Store) NewestRecordTime(u Unit) (int64, error) {
 	return s.readUnitInt64(newestRecordTag(u.Stream), u)
+}
+
+// OldestOpenStart returns the earliest start time among unit u's open
+// entries that have one (an entry with only an end or retries has none),
+// for a gauge read at every scrape. It walks u's deadline index from the
+// earliest deadline instead of scanning the open entries: an entry's
+// deadline is at most maxTimeout (the longest task or operation timeout)
+// after its start, so once the deadlines pass the earliest start seen by
+// maxTimeout or more, no later entry started before it. With one timeout
+// for every entry that is the first entry with a start. The walk stops
+// after maxKeys entries; the start is then the earliest among those, never
+// earlier than the true one. It reads committed state (what the open-task
+// cache mirrors), so it needs no cache and works the same when the cache
+// spilled.
+func (s *Store) OldestOpenStart(u Unit, maxTimeout time.Duration, maxKeys int) (time.Time, bool, error) {
+	var oldest time.Time
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		pre := prefix(deadlineTag(u.Stream), u.Partition)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pre})
+		defer it.Close()
+		pendTag := tagPendingEvent
+		if u.Stream == Network {
+			pendTag = tagPendingNet
+		}
+		n := 0
+		for it.Rewind(); it.Valid() && n < maxKeys; it.Next() {
+			n++
+			k := it.Item().Key()
+			if found && fromOrdered(k[6:14])-oldest.UnixNano() >= int64(maxTimeout) {
+				return nil
+			}
+			pk := key(pendTag, u.Partition, k[14:])
+			item, err := txn.Get(pk)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue // an index entry without its entry: nothing open
+			}
+			if err != nil {
+				return err
+			}
+			var start time.Time
+			var has bool
+			err = item.Value(func(v []byte) error {
+				if u.Stream == Network {
+					var pn PendingNetwork
+					err := decodeValue(pk, v, &pn)
+					start, has = pn.StartTime, pn.HasStart
+					return err
+				}
+				var pe PendingEvent
+				err := decodeValue(pk, v, &pe)
+				start, has = pe.StartTime, pe.HasStart
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if has && (!found || start.Before(oldest)) {
+				oldest, found = start, true
+			}
+		}
+		return nil
+	})
+	return oldest, found, err
 }

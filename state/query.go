@@ -40,14 +40,45 @@ type EventQuery struct {
 	Limit int
 	// Cursor continues after the previous page (its Next).
 	Cursor string
+	// EventName and PipelineID keep only metrics with this event name,
+	// this pipeline; empty keeps all.
+	EventName, PipelineID string
+	// Since and Until keep only metrics whose start time is at or after
+	// Since and before Until; a zero time is no bound. A metric without a
+	// start (a pending end, an orphan) has no start time to compare, so
+	// either bound drops it.
+	Since, Until time.Time
+	// Top, when > 0, answers the Top finished metrics with the longest
+	// durations among those the other fields keep, longest first (ties by
+	// task id), in one page without a cursor; Limit and Cursor must be
+	// unset. When the filters keep fewer than Top of the metrics the scan
+	// bound lets it examine, it fails with ErrTopScanBound rather than
+	// answer with metrics that may not be the slowest.
+	Top int
 }
 
-// NetworkQuery selects network metrics like EventQuery.
+// NetworkQuery selects network metrics like EventQuery; network metrics
+// carry no event name or pipeline, and Top orders by latency.
 type NetworkQuery struct {
-	Status     schemas.Status
-	SlowerThan time.Duration
-	Limit      int
-	Cursor     string
+	Status       schemas.Status
+	SlowerThan   time.Duration
+	Limit        int
+	Cursor       string
+	Since, Until time.Time
+	Top          int
+}
+
+// ErrTopScanBound is returned by a Top query whose filters kept fewer
+// metrics than asked for among the MaxScanKeys it examined.
+var ErrTopScanBound = errors.New("the filters keep too few of the slowest metrics")
+
+// startedIn reports whether start lies in [since, until), zero bounds
+// being open.
+func startedIn(start *time.Time, since, until time.Time) bool {
+	if since.IsZero() && until.IsZero() {
+		return true
+	}
+	return start != nil && !start.Before(since) && (until.IsZero() || start.Before(until))
 }
 
 // Event returns the metric of task, finished or pending, from the owned
@@ -142,7 +173,13 @@ func (s *Store) Events(ctx context.Context, q EventQuery) (schemas.Page[schemas.
 			return finished(txn, k, v)
 		}
 	}
-	keep := func(m schemas.EventMetric) bool { return q.Status == "" || m.Status == q.Status }
+	keep := func(m schemas.EventMetric) bool {
+		return (q.Status == "" || m.Status == q.Status) && (q.EventName == "" || m.EventName == q.EventName) &&
+			(q.PipelineID == "" || m.PipelineID == q.PipelineID) && startedIn(m.StartTime, q.Since, q.Until)
+	}
+	if q.Top > 0 {
+		return topPage(ctx, s, tagEventDuration, tagFinishedEvent, parts, q.SlowerThan, q.Top, keep, schemas.CompareSlowerEvent)
+	}
 	return scanPage(ctx, s, spans, q.Cursor, q.Limit, load, keep)
 }
 
@@ -186,7 +223,12 @@ func (s *Store) NetworkOps(ctx context.Context, q NetworkQuery) (schemas.Page[sc
 			return finished(txn, k, v)
 		}
 	}
-	keep := func(m schemas.NetworkMetric) bool { return q.Status == "" || m.Status == q.Status }
+	keep := func(m schemas.NetworkMetric) bool {
+		return (q.Status == "" || m.Status == q.Status) && startedIn(m.StartTime, q.Since, q.Until)
+	}
+	if q.Top > 0 {
+		return topPage(ctx, s, tagNetLatency, tagFinishedNet, parts, q.SlowerThan, q.Top, keep, schemas.CompareSlowerNetwork)
+	}
 	return scanPage(ctx, s, spans, q.Cursor, q.Limit, load, keep)
 }
 
@@ -353,4 +395,88 @@ func (s *Store) maxScanKeys() int {
 		return s.opts.MaxScanKeys
 	}
 	return DefaultMaxScanKeys
+}
+
+// topPage answers a Top query: each partition's duration (latency) index
+// is read from its longest entry down, keeping up to n metrics plus those
+// that tie the n-th (so that the cut among ties is by task id, as in the
+// merged answer, and not by key order), and the partitions' metrics are
+// merged longest first. The scan bound counts index entries over all the
+// partitions.
+func topPage[T any](ctx context.Context, s *Store, indexTag, finishedTag [2]byte, parts []int32, slowerThan time.Duration, n int,
+	keep func(T) bool, cmp func(a, b T) int) (schemas.Page[T], error) {
+	n = min(n, schemas.MaxLimit)
+	all := []T{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true})
+		defer it.Close()
+		examined := 0
+		for _, p := range parts {
+			pre := prefix(indexTag, p)
+			kept, lastDur := 0, int64(0)
+			// In reverse, Seek finds the largest key at or before its
+			// argument: the partition's longest entry.
+			for it.Seek(prefixEnd(pre)); it.ValidForPrefix(pre); it.Next() {
+				k := it.Item().Key()
+				dur := fromOrdered(k[6:14])
+				if (slowerThan > 0 && dur <= int64(slowerThan)) || (kept >= n && dur != lastDur) {
+					break
+				}
+				if examined++; examined%1024 == 1 {
+					if err := ctx.Err(); err != nil {
+						return fmt.Errorf("cannot finish the top query: %w", err)
+					}
+				}
+				if examined > s.maxScanKeys() {
+					return fmt.Errorf("cannot answer top=%d: %w: %d kept of the %d examined, the most one query examines; narrow the filters or list them with a cursor",
+						n, ErrTopScanBound, len(all), s.maxScanKeys())
+				}
+				m, ok, err := getFinished[T](txn, finishedTag, k[:6], k[14:])
+				if err != nil {
+					return err
+				}
+				if ok && keep(m) {
+					all = append(all, m)
+					kept, lastDur = kept+1, dur
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return schemas.Page[T]{}, err
+	}
+	slices.SortStableFunc(all, cmp)
+	return schemas.Page[T]{Items: all[:min(n, len(all))]}, nil
+}
+
+// NetworkOpsOf lists the network operations of one task in the owned
+// partitions: finished ones first, then pending ones, each in op id order,
+// paged like NetworkOps. It reads the task's key ranges only.
+func (s *Store) NetworkOpsOf(ctx context.Context, taskID string, limit int, cursor string) (schemas.Page[schemas.NetworkMetric], error) {
+	id := netID(taskID, "")
+	parts := s.Owned(Network)
+	var spans []span
+	for _, tag := range [][2]byte{tagFinishedNet, tagPendingNet} {
+		for _, p := range parts {
+			start := key(tag, p, id)
+			spans = append(spans, span{start: start, end: prefixEnd(start)})
+		}
+	}
+	load := func(_ *badger.Txn, k, v []byte) (schemas.NetworkMetric, bool, error) {
+		task, op := splitNetID(k[6:])
+		if task != taskID {
+			// The range of task "a" also holds task "a\x00…" (a NUL in
+			// a task id is written 0 0xff).
+			return schemas.NetworkMetric{}, false, nil
+		}
+		if k[0] == tagPendingNet[0] {
+			var pn PendingNetwork
+			err := decodeValue(k, v, &pn)
+			return PendingNetworkMetric(task, op, pn), true, err
+		}
+		var m schemas.NetworkMetric
+		return m, true, decodeValue(k, v, &m)
+	}
+	return scanPage(ctx, s, spans, cursor, limit, load, func(schemas.NetworkMetric) bool { return true })
 }

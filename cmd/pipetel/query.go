@@ -23,13 +23,18 @@ import (
 
 const queryUsage = `usage: pipetel query [--addr HOST:PORT] [--token T] [--json] <what> [flags]
 
-  events   [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
-  network  [--status S] [--slower-than D] [--limit N] [--cursor C] [--all]
+  events   [--status S] [--slower-than D] [--event-name E] [--pipeline-id P] [--since T] [--until T]
+           [--top N | --limit N] [--cursor C] [--all]
+  network  [--status S] [--slower-than D] [--since T] [--until T] [--top N | --limit N] [--cursor C] [--all]
+  running  [--longer-than D] [--event-name E] [--pipeline-id P] [--since T] [--until T] [--limit N] [--cursor C] [--all]
   event     TASK_ID
   operation TASK_ID [--op-id ID]
+  operations TASK_ID [--limit N] [--cursor C] [--all]
   retries
 
-Any instance answers for the whole group. --json prints the API's JSON.
+Times T are RFC 3339 (2006-01-02T15:04:05Z) and bound the start time; durations D are 1.5s, 250ms or 2
+(seconds). running lists the open events started more than D ago by the asked instance's clock; --top N
+the N slowest. Any instance answers for the whole group. --json prints the API's JSON.
 `
 
 // APIError is an error answer of the query API.
@@ -61,22 +66,44 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprint(stderr, queryUsage)
-		return fmt.Errorf("query: expected what to query: events, event, network, operation or retries")
+		return fmt.Errorf("query: expected what to query: events, running, event, network, operation, operations or retries")
 	}
 	what, rest := fs.Arg(0), fs.Args()[1:]
 	sub := common("query " + what)
 	var (
 		status, slower, cursor, opID string
-		limit                        int
+		limit, top                   int
 		all                          bool
+		// Passed to the API as given, so that its answer to a bad value
+		// (400 naming the parameter) is what the user sees.
+		raw = map[string]*string{}
 	)
-	list := what == "events" || what == "network"
-	if list {
-		sub.StringVar(&status, "status", "", "pending, completed, failed, timed_out or orphan")
-		sub.StringVar(&slower, "slower-than", "", "only finished metrics slower than this (1.5s, 250ms, 2)")
+	rawFlag := func(name, param, usage string) {
+		v := new(string)
+		raw[param] = v
+		sub.StringVar(v, name, "", usage)
+	}
+	list := what == "events" || what == "network" || what == "running"
+	if list || what == "operations" {
 		sub.IntVar(&limit, "limit", 0, "page size, 1..1000 (default: the API's, 100)")
 		sub.StringVar(&cursor, "cursor", "", "continue after a previous page")
 		sub.BoolVar(&all, "all", false, "follow the pages to the end")
+	}
+	if what == "events" || what == "network" {
+		sub.StringVar(&status, "status", "", "pending, completed, failed, timed_out or orphan")
+		sub.StringVar(&slower, "slower-than", "", "only finished metrics slower than this (1.5s, 250ms, 2)")
+		sub.IntVar(&top, "top", 0, "only the N slowest finished metrics of the group, slowest first, in one page")
+	}
+	if what == "events" || what == "running" {
+		rawFlag("event-name", schemas.ParamEventName, "only events of this event name")
+		rawFlag("pipeline-id", schemas.ParamPipelineID, "only events of this pipeline")
+	}
+	if list {
+		rawFlag("since", schemas.ParamSince, "only metrics started at or after this RFC 3339 time")
+		rawFlag("until", schemas.ParamUntil, "only metrics started before this RFC 3339 time")
+	}
+	if what == "running" {
+		rawFlag("longer-than", schemas.ParamRunningLongerThan, "only events started more than this long ago by the instance's clock (default 0: every running event)")
 	}
 	if what == "operation" {
 		sub.StringVar(&opID, "op-id", "", "the operation's op_id")
@@ -86,7 +113,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return helpIsNoError(err)
 	}
 	var taskID string
-	if what == "event" || what == "operation" {
+	if what == "event" || what == "operation" || what == "operations" {
 		if sub.NArg() == 0 {
 			return fmt.Errorf("query %s: expected a TASK_ID", what)
 		}
@@ -101,20 +128,31 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c := client.New("http://"+addr, client.WithToken(token))
 
 	switch what {
-	case "events", "network":
-		f := client.Filter{Status: schemas.Status(status), Limit: limit, Cursor: cursor}
+	case "events", "network", "running", "operations":
+		f := client.Filter{Status: schemas.Status(status), Limit: limit, Cursor: cursor, Top: top, Params: url.Values{}}
 		if slower != "" {
 			// A value the typed filter cannot carry as given goes as it
 			// is, so the API's own answer (400 naming it) stays the same.
 			if d, err := schemas.ParseDuration(slower); err == nil && d > 0 {
 				f.SlowerThan = d
 			} else {
-				f.Params = url.Values{schemas.ParamSlowerThan: {slower}}
+				f.Params.Set(schemas.ParamSlowerThan, slower)
 			}
 		}
+		for param, v := range raw {
+			if *v != "" {
+				f.Params.Set(param, *v)
+			}
+		}
+		if what == "running" && *raw[schemas.ParamRunningLongerThan] == "" {
+			f.Params.Set(schemas.ParamRunningLongerThan, "0")
+		}
 		path := schemas.PathEvents
-		if what == "network" {
+		switch what {
+		case "network":
 			path = schemas.PathNetwork
+		case "operations":
+			path = schemas.NetworkOpsPath(taskID)
 		}
 		items, next, raw, err := listPages(ctx, c, path, f, all)
 		if err != nil {
@@ -127,9 +165,12 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 			return writeIndentless(stdout, schemas.Page[json.RawMessage]{Items: items})
 		}
-		if what == "events" {
+		switch what {
+		case "events":
 			err = printEvents(stdout, items)
-		} else {
+		case "running":
+			err = printRunning(stdout, items)
+		default:
 			err = printNetwork(stdout, items)
 		}
 		if err == nil && next != "" {
@@ -165,7 +206,7 @@ func queryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return printRetries(stdout, body)
 	default:
 		fmt.Fprint(stderr, queryUsage)
-		return fmt.Errorf("query: unknown %q: expected events, event, network, operation or retries", what)
+		return fmt.Errorf("query: unknown %q: expected events, running, event, network, operation, operations or retries", what)
 	}
 }
 
@@ -236,6 +277,25 @@ func printEvents(w io.Writer, items []json.RawMessage) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", cell(m.TaskID), cell(m.EventName), cell(string(m.Status)),
 			seconds(m.DurationSeconds), m.RetryCount, cell(m.Error))
+	}
+	return tw.Flush()
+}
+
+// printRunning shows when each open event started; how long ago is the
+// API's to say (its clock decided which are listed), not this host's.
+func printRunning(w io.Writer, items []json.RawMessage) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK_ID\tEVENT_NAME\tPIPELINE_ID\tSTART_TIME\tRETRIES")
+	for _, it := range items {
+		var m schemas.EventMetric
+		if err := json.Unmarshal(it, &m); err != nil {
+			return fmt.Errorf("cannot decode event %s: %w", it, err)
+		}
+		start := "-"
+		if m.StartTime != nil {
+			start = m.StartTime.Format(time.RFC3339Nano)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", cell(m.TaskID), cell(m.EventName), cell(m.PipelineID), start, m.RetryCount)
 	}
 	return tw.Flush()
 }

@@ -147,7 +147,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	query.NewAPI(store, query.WithCluster(cluster), query.WithAPILogger(log)).Register(mux)
+	query.NewAPI(store, query.WithCluster(cluster), query.WithAPILogger(log), query.WithClock(cfg.Processor.Now)).Register(mux)
 	if cfg.HTTP.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

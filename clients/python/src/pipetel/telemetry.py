@@ -68,6 +68,8 @@ class NetworkTelemetry:
         return self._client
 
     def get_metrics(self, task_id, op_id=None):
+        """The task's operation op_id ("" for the one without an op_id), or with op_id None the list of all of
+        its operations."""
         return self._need_client().get_network_metrics(task_id, op_id=op_id)
 
     def get_failed_operations(self):
