@@ -391,6 +391,9 @@ func (b *Batch) afterCommit() {
 	s.mu.Lock()
 	if s.owned[b.unit] {
 		s.pending[b.unit] += b.pendingDelta
+		if b.cache != nil && len(b.pendingChanges) > 0 {
+			s.publishOldestLocked(b.unit, b.cache)
+		}
 	}
 	for _, name := range s.opts.Publishers {
 		s.depth[name] += b.outboxAdded

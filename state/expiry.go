@@ -172,6 +172,15 @@ func (s *Store) NewestRecordTime(u Unit) (int64, error) {
 // cache mirrors), so it needs no cache and works the same when the cache
 // spilled.
 func (s *Store) OldestOpenStart(u Unit, maxTimeout time.Duration, maxKeys int) (time.Time, bool, error) {
+	s.mu.Lock()
+	at, inMemory := s.oldestMem[u]
+	s.mu.Unlock()
+	if inMemory {
+		if at == 0 {
+			return time.Time{}, false, nil
+		}
+		return time.Unix(0, at).UTC(), true, nil
+	}
 	var oldest time.Time
 	found := false
 	err := s.db.View(func(txn *badger.Txn) error {

@@ -31,6 +31,8 @@ type openCache struct {
 	// spilled: the last commit took the cache past its bound; the next
 	// batch makes Badger's deadline index exact, then drops the entries.
 	spilled bool
+	// oldest is the oldest cached entry with a start (oldest.go).
+	oldest oldestStarted
 }
 
 // pendingChange is one batch's last write of a pending entry.
@@ -102,6 +104,7 @@ func (s *Store) loadOpenCache(u Unit, open int64) (*openCache, error) {
 	}
 	c.complete = true
 	c.rebuildDeadlines()
+	c.rescanOldest()
 	return c, nil
 }
 
@@ -121,6 +124,9 @@ func (s *Store) cacheOf(u Unit) (*openCache, error) {
 			return nil, err
 		}
 		c.complete, c.spilled, c.events, c.network, c.deadlines = false, false, nil, nil, nil
+		s.mu.Lock()
+		s.publishOldestLocked(u, c)
+		s.mu.Unlock()
 		return c, nil
 	case c.complete:
 		if c.deadlinesDirty {
@@ -140,6 +146,7 @@ func (s *Store) cacheOf(u Unit) (*openCache, error) {
 	s.mu.Lock()
 	if s.caches[u] == c {
 		s.caches[u] = loaded
+		s.publishOldestLocked(u, loaded)
 	}
 	s.mu.Unlock()
 	return loaded, nil
@@ -151,7 +158,11 @@ func (c *openCache) apply(changes map[string]pendingChange, bound int64) {
 	if !c.complete {
 		return
 	}
+	rescan := false
 	for id, ch := range changes {
+		if c.noteOldest(id, ch) {
+			rescan = true
+		}
 		switch {
 		case ch.deleted && c.events != nil:
 			delete(c.events, id)
@@ -162,6 +173,9 @@ func (c *openCache) apply(changes map[string]pendingChange, bound int64) {
 		case ch.network != nil:
 			c.network[id] = *ch.network
 		}
+	}
+	if rescan {
+		c.rescanOldest()
 	}
 	if int64(len(c.events)+len(c.network)) > bound {
 		c.spilled = true

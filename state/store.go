@@ -83,6 +83,9 @@ type Store struct {
 	owned   map[Unit]bool
 	pending map[Unit]int64 // open tasks per unit, mirrors the ce/cn keys
 	caches  map[Unit]*openCache
+	// oldestMem: the oldest cached start (Unix ns, 0 none) of each unit
+	// whose cache is complete, published by its writer (oldest.go).
+	oldestMem map[Unit]int64
 
 	depth    map[string]int64 // outbox items per publisher
 	notify   map[string]chan struct{}
@@ -131,11 +134,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, opts: opts, seq: seq,
-		owned:   map[Unit]bool{},
-		pending: map[Unit]int64{},
-		caches:  map[Unit]*openCache{},
-		depth:   map[string]int64{},
-		notify:  map[string]chan struct{}{},
+		owned:     map[Unit]bool{},
+		pending:   map[Unit]int64{},
+		caches:    map[Unit]*openCache{},
+		oldestMem: map[Unit]int64{},
+		depth:     map[string]int64{},
+		notify:    map[string]chan struct{}{},
 
 		durationBounds: orDefault(opts.DurationBuckets, DefaultDurationBuckets),
 		latencyBounds:  orDefault(opts.LatencyBuckets, DefaultLatencyBuckets),
@@ -197,6 +201,7 @@ func (s *Store) Own(u Unit) error {
 	if c != nil {
 		s.caches[u] = c
 	}
+	s.publishOldestLocked(u, c)
 	s.mu.Unlock()
 	return nil
 }
@@ -207,6 +212,7 @@ func (s *Store) Disown(u Unit) {
 	delete(s.owned, u)
 	delete(s.pending, u)
 	delete(s.caches, u)
+	delete(s.oldestMem, u)
 	s.mu.Unlock()
 }
 
