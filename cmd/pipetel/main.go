@@ -2,6 +2,8 @@
 //
 //	pipetel run --config pipetel.yaml   the production processor
 //	pipetel dev [--tasks N]             everything in one process, on an embedded broker
+//	pipetel dev --rate 0 --kafka-listen 127.0.0.1:9092
+//	                                    the same for your own producers, no synthetic traffic
 //	pipetel bench [--tasks N]           time the processor on N synthetic tasks
 //	pipetel validate --config FILE      check a configuration
 //	pipetel version
@@ -62,6 +64,7 @@ const usage = `usage: pipetel <command> [flags]
 commands:
   run       run the processor (--config pipetel.yaml)
   dev       run an embedded broker, the processor and a synthetic pipeline
+            (--rate 0 --kafka-listen 127.0.0.1:9092: no synthetic traffic, the broker for your own producers)
   validate  check a configuration file (--config pipetel.yaml)
   config    print: the effective configuration, secrets redacted (--config pipetel.yaml)
   bench     load N synthetic tasks into an embedded broker, time pipetel run on them, print one JSON line (--tasks N)
@@ -81,7 +84,7 @@ func main() {
 	case "run":
 		err = runCommand(ctx, args)
 	case "dev":
-		err = devmode.Command(ctx, args)
+		err = devmode.Command(ctx, args, os.Stdout, os.Stderr)
 	case "bench":
 		err = benchCommand(ctx, args, os.Stdout, os.Stderr)
 	case "query":

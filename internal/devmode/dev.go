@@ -8,18 +8,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/pipetel/pipetel/internal/app"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
+	"github.com/pipetel/pipetel/internal/app"
 	"github.com/pipetel/pipetel/schemas"
 	"github.com/pipetel/pipetel/state"
 	"github.com/pipetel/pipetel/telemetry"
@@ -41,42 +39,28 @@ type devSummary struct {
 
 // Command is pipetel dev: an embedded broker, one instance on a temporary
 // state directory and a synthetic pipeline, until interrupted or, with
-// --tasks N, until N tasks are finished and summarized on stdout.
-func Command(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	tasks := fs.Int("tasks", 0, "emit exactly this many tasks, wait until all are finished, print a JSON summary and exit (0: run until interrupted)")
-	rate := fs.Int("rate", 200, "tasks started per second when --tasks is 0")
-	workers := fs.Int("workers", 512, "concurrent synthetic tasks")
-	listen := fs.String("listen", "127.0.0.1:9464", "HTTP listen address for /metrics and the API")
-	partitions := fs.Int("partitions", 8, "partitions of each topic")
-	seed := fs.Uint64("seed", 1, "seed of the synthetic pipeline's choices")
-	verbose := fs.Bool("v", false, "log at info level (default: warnings only)")
-	if err := fs.Parse(args); err != nil {
+// --tasks N, until N tasks are finished and summarized on stdout. stdout
+// carries only that summary line (pipetel dev --tasks N | jq); the
+// addresses, the progress and the log go to stderr.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if *tasks < 0 {
-		return fmt.Errorf("--tasks: got %d, expected 0 or more", *tasks)
-	}
 	level := slog.LevelWarn
-	if *verbose {
+	if o.verbose {
 		level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	tmp, err := os.MkdirTemp("", "pipetel-dev-")
 	if err != nil {
 		return fmt.Errorf("cannot create temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	cluster, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(*partitions), schemas.DefaultEventsTopic, schemas.DefaultNetworkTopic),
-		kfake.DataDir(filepath.Join(tmp, "broker")),
-		kfake.GroupMinSessionTimeout(100*time.Millisecond),
-		kfake.AllowAutoTopicCreation(),
-	)
+	cluster, err := startBroker(tmp, o)
 	if err != nil {
-		return fmt.Errorf("cannot start embedded broker: %w", err)
+		return err
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
@@ -87,7 +71,7 @@ func Command(ctx context.Context, args []string) error {
 	cfg.Processor.HeartbeatInterval = 200 * time.Millisecond
 	cfg.Processor.RebalanceTimeout = 2 * time.Second
 	cfg.State.Dir = filepath.Join(tmp, "state")
-	cfg.HTTP.Listen = *listen
+	cfg.HTTP.Listen = o.listen
 	cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -103,7 +87,16 @@ func Command(ctx context.Context, args []string) error {
 		stopApp()
 		return <-appDone
 	}
-	fmt.Fprintf(os.Stderr, "pipetel dev: embedded broker %v, metrics and API on http://%s (try /api/v1/events?status=failed, /api/v1/retries, /metrics)\n", brokers, a.Addr())
+	pc := cfg.Processor
+	fmt.Fprintf(stderr, "pipetel dev: Kafka broker %s, topics %s (events) and %s (network operations), %d partitions each; invalid records go to %s\n",
+		strings.Join(brokers, ","), pc.EventsTopic, pc.NetworkTopic, o.partitions, pc.DeadLetterTopic)
+	if o.kafkaPublic {
+		fmt.Fprintf(stderr, "pipetel dev: warning: the broker listens beyond loopback, on %s: anyone who reaches it can produce and consume, without credentials\n", strings.Join(brokers, ","))
+	}
+	fmt.Fprintf(stderr, "pipetel dev: metrics and API on http://%s (try /api/v1/events?status=failed, /api/v1/retries, /metrics)\n", a.Addr())
+	if !o.synthetic() {
+		fmt.Fprintf(stderr, "pipetel dev: no synthetic traffic (--rate 0): produce your own records to %s\n", strings.Join(brokers, ","))
+	}
 	select {
 	case <-a.Processor().Ready():
 	case err := <-appDone:
@@ -111,40 +104,45 @@ func Command(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 		return stop()
 	}
+	if !o.synthetic() {
+		progress := newProgress(stderr, a.Store(), nil, time.Now())
+		progress.run(ctx)
+		return stop()
+	}
 
 	producer, err := telemetry.NewProducer(brokers)
 	if err != nil {
 		return errors.Join(err, stop())
 	}
-	gen := newSynthetic(producer, *seed)
+	gen := newSynthetic(producer, o.seed)
 	started := time.Now()
-	progress := newProgress(os.Stderr, a.Store(), gen, started) // stdout carries only the summary line: pipetel dev --tasks N | jq
+	progress := newProgress(stderr, a.Store(), gen, started)
 	progCtx, stopProgress := context.WithCancel(ctx)
 	progDone := make(chan struct{})
 	go func() { progress.run(progCtx); close(progDone) }()
 
 	var runErr error
-	if *tasks > 0 {
-		runErr = gen.runTasks(ctx, *tasks, *workers)
+	if o.tasks > 0 {
+		runErr = gen.runTasks(ctx, o.tasks, o.workers)
 	} else {
-		runErr = gen.runRate(ctx, *rate, *workers)
+		runErr = gen.runRate(ctx, o.rate, o.workers)
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	runErr = errors.Join(runErr, producer.Close(fctx))
 	cancel()
-	if runErr == nil && *tasks > 0 {
-		runErr = waitFinished(ctx, a.Store(), int64(*tasks), gen.networkOps.Load())
+	if runErr == nil && o.tasks > 0 {
+		runErr = waitFinished(ctx, a.Store(), int64(o.tasks), gen.networkOps.Load())
 	}
 	stopProgress()
 	<-progDone
-	if runErr != nil || *tasks == 0 {
+	if runErr != nil || o.tasks == 0 {
 		if errors.Is(runErr, context.Canceled) {
 			runErr = nil
 		}
 		return errors.Join(runErr, stop())
 	}
 	elapsed := time.Since(started)
-	sum, err := summarize(ctx, a.Store(), *tasks)
+	sum, err := summarize(ctx, a.Store(), o.tasks)
 	if err != nil {
 		return errors.Join(err, stop())
 	}
@@ -156,8 +154,8 @@ func Command(ctx context.Context, args []string) error {
 		return err
 	}
 	line, _ := json.Marshal(sum)
-	fmt.Println(string(line))
-	return nil
+	_, err = fmt.Fprintln(stdout, string(line))
+	return err
 }
 
 // waitFinished waits until every task and network operation is finished.
@@ -234,13 +232,16 @@ type progress struct {
 	out     io.Writer
 	tty     bool
 	store   *state.Store
-	gen     *synthetic
+	gen     *synthetic // nil under --rate 0: the records are the user's
 	started time.Time
 }
 
-func newProgress(out *os.File, store *state.Store, gen *synthetic, started time.Time) *progress {
-	fi, err := out.Stat()
-	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+func newProgress(out io.Writer, store *state.Store, gen *synthetic, started time.Time) *progress {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		fi, err := f.Stat()
+		tty = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
 	return &progress{out: out, tty: tty, store: store, gen: gen, started: started}
 }
 
@@ -268,9 +269,18 @@ func (p *progress) run(ctx context.Context) {
 func (p *progress) print() {
 	ev, _ := p.store.CountFinished(state.Events)
 	elapsed := time.Since(p.started).Seconds()
-	line := fmt.Sprintf("%6.1fs  tasks started %d  finished %d  open %d  network ops %d  records %d (%.0f/s)",
+	if p.gen == nil {
+		nw, _ := p.store.CountFinished(state.Network)
+		p.write(fmt.Sprintf("%6.1fs  tasks finished %d  open %d  network ops finished %d  open %d", elapsed,
+			ev, p.store.OpenTasks(state.Events), nw, p.store.OpenTasks(state.Network)))
+		return
+	}
+	p.write(fmt.Sprintf("%6.1fs  tasks started %d  finished %d  open %d  network ops %d  records %d (%.0f/s)",
 		elapsed, p.gen.started.Load(), ev, p.store.OpenTasks(state.Events), p.gen.networkOps.Load(),
-		p.gen.records.Load(), float64(p.gen.records.Load())/elapsed)
+		p.gen.records.Load(), float64(p.gen.records.Load())/elapsed))
+}
+
+func (p *progress) write(line string) {
 	if p.tty {
 		fmt.Fprintf(p.out, "\r\033[K%s", line)
 	} else {
