@@ -18,7 +18,8 @@ import (
 // where the backend has ids (Elasticsearch); counters (Prometheus) rely on the
 // caller to deliver each metric once per process.
 //
-// A user's own publisher is this interface too. Two optional ones: Setup(ctx) error, called (and retried)
+// A user's own publisher, run by package instance (WithPublisher), is this
+// interface too. Two optional ones: Setup(ctx) error, called (and retried)
 // before the first delivery (delivery.Setupper), and io.Closer, called once
 // when the instance stops, after the publisher's delivery has ended.
 type Publisher interface {
