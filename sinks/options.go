@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -22,6 +23,7 @@ type options struct {
 	logger    *slog.Logger
 	gatherer  prometheus.Gatherer
 	reg       prometheus.Registerer
+	output    io.Writer
 
 	maxLabelValues int
 }
@@ -101,6 +103,12 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // partition.
 func WithMaxLabelValues(n int) Option {
 	return func(o *options) { o.maxLabelValues = n }
+}
+
+// WithOutput sets where the JSON-lines publisher writes when its path is
+// "-". Default os.Stdout.
+func WithOutput(w io.Writer) Option {
+	return func(o *options) { o.output = w }
 }
 
 // retryPolicy is exponential backoff with jitter, bounded by attempts.

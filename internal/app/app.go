@@ -40,41 +40,34 @@ type App struct {
 	listener  net.Listener
 	server    *http.Server
 	comps     []component
-	closeFunc []func() error
+	closeFunc []closer
 	conn      *kafkaconn.Conn
 }
 
-// New builds every component; nothing runs until Run.
-func New(cfg Config, log *slog.Logger) (*App, error) {
+// closer is one step of closing an instance, named in the log.
+type closer struct {
+	name  string
+	close func() error
+}
+
+// New builds every component; nothing runs until Run. The publishers of
+// the configuration's sinks come first, then extra, the caller's own: each
+// gets an outbox (keyed by its Name, which must not be a built-in's) and a
+// delivery alike. New owns extra from now on: an extra that is an io.Closer
+// is closed when Run returns, or when New fails.
+func New(cfg Config, log *slog.Logger, extra ...sinks.Publisher) (*App, error) {
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pubs, err := a.buildPublishers(extra)
+	if err != nil {
+		return nil, errors.Join(err, a.close())
+	}
 	conn, err := kafkaconn.New(cfg.Kafka, "kafka")
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, a.close())
 	}
 	cfg.Processor.Conn = conn
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), conn: conn}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var pubs []sinks.Publisher
-	promOn := cfg.Sinks.Prometheus.Enabled == nil || *cfg.Sinks.Prometheus.Enabled
-	if promOn && cfg.Sinks.Prometheus.Mode == "process" {
-		p, err := sinks.NewPrometheus(a.reg, cfg.Sinks.Prometheus.PrometheusConfig,
-			sinks.WithMaxLabelValues(cfg.State.maxLabelValues()), sinks.WithRegisterer(a.reg))
-		if err != nil {
-			return nil, fmt.Errorf("cannot build prometheus publisher: %w", err)
-		}
-		pubs = append(pubs, p)
-	}
-	var es *sinks.Elasticsearch
-	if cfg.Sinks.Elasticsearch.Enabled {
-		var err error
-		if es, err = sinks.NewElasticsearch(cfg.Sinks.Elasticsearch.ElasticsearchConfig); err != nil {
-			return nil, fmt.Errorf("cannot build elasticsearch publisher: %w", err)
-		}
-		pubs = append(pubs, es)
-		// Hosts, not the config: a JSON log handler would not call its
-		// redacting String method.
-		log.Info("publisher enabled", "publisher", es.Name(), "hosts", es.Config().Hosts, "index_prefix", es.Config().IndexPrefix)
-	}
+	a.cfg.Processor.Conn, a.conn = conn, conn
 	// Every publisher with an outbox is named here: the store queues each
 	// finished metric once per name.
 	names := make([]string, len(pubs))
@@ -92,18 +85,11 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.store = store
-	if promOn && cfg.Sinks.Prometheus.Mode == "state" {
-		a.reg.MustRegister(delivery.NewStateMetrics(store))
-	}
-	a.closeFunc = append(a.closeFunc, store.Close)
-	var pushers []component
-	if cfg.Sinks.GrafanaCloud.Enabled {
-		c, err := newGrafanaCloud(cfg.Sinks.GrafanaCloud.GrafanaCloudConfig, store, a.reg, log, cfg.State.maxLabelValues())
-		if err != nil {
-			a.close()
-			return nil, err
-		}
-		pushers = append(pushers, c)
+	a.closeFunc = append(a.closeFunc, closer{"state store", store.Close})
+	pushers, err := a.storeReaders()
+	if err != nil {
+		a.close()
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -111,7 +97,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("cannot listen on %q: %w", cfg.HTTP.Listen, err)
 	}
 	a.listener = ln
-	a.closeFunc = append(a.closeFunc, func() error { ln.Close(); return nil }) // Shutdown may have closed it already
+	a.closeFunc = append(a.closeFunc, closer{"http listener", func() error { ln.Close(); return nil }}) // Shutdown may have closed it already
 	if cfg.Processor.AdvertiseHTTP == "" {
 		cfg.Processor.AdvertiseHTTP = ln.Addr().String()
 	}
@@ -131,9 +117,9 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		a.close()
 		return nil, err
 	}
-	a.closeFunc = append(a.closeFunc, cluster.Close)
+	a.closeFunc = append(a.closeFunc, closer{"query cluster", cluster.Close})
 	dead := delivery.NewKafkaDeadLetter(cfg.Processor.Brokers, cfg.Processor.DeadLetterTopic, conn.Transport())
-	a.closeFunc = append(a.closeFunc, dead.Close)
+	a.closeFunc = append(a.closeFunc, closer{"dead-letter writer", dead.Close})
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, EnableOpenMetrics: true}))
@@ -208,17 +194,21 @@ func (a *App) Run(ctx context.Context) error {
 	} else if err != nil {
 		a.log.Warn("cannot reach Kafka yet; the clients keep trying", "err", err)
 	}
-	err := runComponents(ctx, a.log, a.comps)
-	started := time.Now()
-	err = errors.Join(err, a.close())
-	a.log.Info("stopped", "component", "state store", "took", time.Since(started).Round(time.Millisecond))
-	return err
+	return errors.Join(runComponents(ctx, a.log, a.comps), a.close())
 }
 
+// close runs the closing steps in reverse order, logging each one's time
+// like runComponents: the dead-letter writer, the cluster view and the
+// listener, the store, then the publishers that are io.Closers.
 func (a *App) close() error {
 	var errs []error
 	for i := len(a.closeFunc) - 1; i >= 0; i-- {
-		errs = append(errs, a.closeFunc[i]())
+		c := a.closeFunc[i]
+		started := time.Now()
+		if err := c.close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+		a.log.Info("stopped", "component", c.name, "took", time.Since(started).Round(time.Millisecond))
 	}
 	a.closeFunc = nil
 	return errors.Join(errs...)

@@ -98,7 +98,16 @@ type SinksConfig struct {
 	Prometheus    PrometheusSink          `yaml:"prometheus"`
 	Elasticsearch ElasticsearchSink       `yaml:"elasticsearch"`
 	GrafanaCloud  GrafanaCloudSink        `yaml:"grafana_cloud"`
+	JSONL         JSONLSink               `yaml:"jsonl"`
 	Delivery      delivery.DeliveryConfig `yaml:"delivery"`
+}
+
+// JSONLSink writes finished metrics as JSON lines to standard output or a
+// file rotated by size, from its own outbox.
+type JSONLSink struct {
+	// Enabled defaults to false.
+	Enabled           bool `yaml:"enabled"`
+	sinks.JSONLConfig `yaml:",inline"`
 }
 
 // ElasticsearchSink indexes finished metrics into Elasticsearch (or
@@ -207,6 +216,9 @@ func (c *Config) secrets() []secret {
 // by its path) which of the section's secrets came from the environment,
 // never their values.
 func (c *Config) fromEnvNote(envPrefix string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var envs []string
 	for _, e := range c.fromEnv {
 		if strings.HasPrefix(e, envPrefix) {
@@ -281,30 +293,9 @@ func (c *Config) Validate() error {
 	if c.State.Retention <= 0 {
 		return fmt.Errorf("state.retention: got %v, expected a duration > 0", c.State.Retention)
 	}
-	switch c.Sinks.Prometheus.Mode {
-	case "state", "process":
-	default:
-		return fmt.Errorf("sinks.prometheus.mode: got %q, expected state or process", c.Sinks.Prometheus.Mode)
-	}
-	if err := c.Sinks.Prometheus.Validate(); err != nil {
-		return err
-	}
-	if es := c.Sinks.Elasticsearch; es.Enabled {
-		if es.FlushBytes != 0 || es.FlushInterval != 0 {
-			return fmt.Errorf("sinks.elasticsearch.flush_bytes/flush_interval: got %d/%v, expected them unset: "+
-				"run sends each outbox batch of sinks.delivery.batch_size metrics as one bulk request", es.FlushBytes, es.FlushInterval)
-		}
-		if err := es.Validate(); err != nil {
-			return c.fromEnvNote("PIPETEL_ELASTICSEARCH_", err)
-		}
-	}
-	if gc := c.Sinks.GrafanaCloud; gc.Enabled {
-		if m := gc.Metrics; len(m.DurationBuckets) > 0 || len(m.LatencyBuckets) > 0 || m.NativeHistograms || m.HostLabel || m.MaxHosts != 0 {
-			return fmt.Errorf("sinks.grafana_cloud.metrics: got %+v, expected it unset: the pushed series are the state aggregates, "+
-				"whose buckets are sinks.prometheus.duration_buckets and latency_buckets", m)
-		}
-		if err := gc.Validate(); err != nil {
-			return c.fromEnvNote("PIPETEL_GRAFANA_CLOUD_", err)
+	for _, b := range builtins {
+		if err := b.validate(c); err != nil {
+			return err
 		}
 	}
 	switch c.Log.Level {
@@ -337,7 +328,7 @@ func NewLogger(c LogConfig) *slog.Logger {
 var sections = map[string]string{
 	"app.Config": "the top level", "app.StateConfig": "state", "app.HTTPConfig": "http", "app.LogConfig": "log",
 	"app.SinksConfig": "sinks", "app.ElasticsearchSink": "sinks.elasticsearch", "app.GrafanaCloudSink": "sinks.grafana_cloud",
-	"app.PrometheusSink": "sinks.prometheus", "delivery.DeliveryConfig": "sinks.delivery", "processor.Config": "processor",
+	"app.JSONLSink": "sinks.jsonl", "app.PrometheusSink": "sinks.prometheus", "delivery.DeliveryConfig": "sinks.delivery", "processor.Config": "processor",
 	"kafkaconn.Config": "kafka", "kafkaconn.TLSConfig": "kafka.tls", "kafkaconn.SASLConfig": "kafka.sasl",
 	"sinks.PrometheusConfig": "sinks.grafana_cloud.metrics",
 }

@@ -2,8 +2,9 @@ package app
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -54,8 +55,12 @@ func TestPublisherConfigErrors(t *testing.T) {
 	f("  grafana_cloud: {enabled: true, endpoint: \"https://p.grafana.net/api/prom/push\", metrics: {duration_buckets: [1, 2]}}\n", nil,
 		"sinks.grafana_cloud.metrics: got {DurationBuckets:[1 2] LatencyBuckets:[] NativeHistograms:false HostLabel:false MaxHosts:0}, "+
 			"expected it unset: the pushed series are the state aggregates, whose buckets are sinks.prometheus.duration_buckets and latency_buckets")
+	f("  jsonl: {enabled: true}\n", nil, `sinks.jsonl.path: got "", expected a file to append to, or "-" for standard output`)
+	f("  jsonl: {enabled: true, path: \"-\", max_bytes: -1}\n", nil, "sinks.jsonl.max_bytes: got -1, expected 0 (default 104857600) or more")
+	f("  jsonl: {enabled: true, path: \"-\", max_file: 3}\n", nil,
+		"cannot decode config \"CONFIG\": yaml: unmarshal errors:\n  line 4: field max_file not found in sinks.jsonl")
 	// A disabled section is not checked.
-	body := "processor: {brokers: [a:1]}\nstate: {dir: /tmp/x}\nsinks: {elasticsearch: {hosts: [nonsense]}, grafana_cloud: {endpoint: x}}\n"
+	body := "processor: {brokers: [a:1]}\nstate: {dir: /tmp/x}\nsinks: {elasticsearch: {hosts: [nonsense]}, grafana_cloud: {endpoint: x}, jsonl: {max_files: -1}}\n"
 	if _, err := (testFlags{config: writeConfig(t, body)}).load(); err != nil {
 		t.Fatalf("disabled sections: %v", err)
 	}
@@ -94,8 +99,10 @@ sinks:
 }
 
 // TestPublishersWired builds (without running) an instance with every
-// publisher and checks what it wires: an outbox for Elasticsearch only, the
-// components, and their metrics.
+// built-in publisher and two of the user's, and checks what it wires: an
+// outbox and a delivery for Elasticsearch, JSON lines and the user's (not
+// for Prometheus in state mode nor Grafana Cloud), the components, their
+// metrics, and the closing steps in reverse order, each logged.
 func TestPublishersWired(t *testing.T) {
 	var cfg Config
 	cfg.Processor.Brokers = []string{"127.0.0.1:1"}
@@ -105,11 +112,16 @@ func TestPublishersWired(t *testing.T) {
 	cfg.Sinks.Elasticsearch.Hosts = []string{"http://127.0.0.1:1"}
 	cfg.Sinks.GrafanaCloud.Enabled = true
 	cfg.Sinks.GrafanaCloud.Endpoint = "http://127.0.0.1:1/api/v1/write"
+	cfg.Sinks.JSONL.Enabled = true
+	cfg.Sinks.JSONL.Path = filepath.Join(t.TempDir(), "metrics.jsonl")
 	cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var logs strings.Builder
+	var closed []string
+	webhook, audit := &testPublisher{name: "webhook", closed: &closed}, &testPublisher{name: "audit", closed: &closed}
+	a, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), webhook, audit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +130,27 @@ func TestPublishersWired(t *testing.T) {
 	for _, c := range a.comps {
 		names = append(names, c.name)
 	}
-	if want := []string{"http", "state-gc", "delivery/elasticsearch", "push/grafanacloud", "processor"}; !slices.Equal(names, want) {
+	if want := []string{"http", "state-gc", "delivery/elasticsearch", "delivery/jsonl", "delivery/webhook", "delivery/audit",
+		"push/grafanacloud", "processor"}; !slices.Equal(names, want) {
 		t.Errorf("components %v, want %v", names, want)
 	}
+	defer func() {
+		logs.Reset()
+		if err := a.close(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"audit", "webhook"}; !slices.Equal(closed, want) {
+			t.Errorf("publishers closed in order %v, want %v", closed, want)
+		}
+		var steps []string
+		for _, m := range regexp.MustCompile(`msg=stopped component="?([^" ]+(?: [a-z-]+)*)"? took=\S+`).FindAllStringSubmatch(logs.String(), -1) {
+			steps = append(steps, m[1])
+		}
+		if want := []string{"dead-letter writer", "query cluster", "http listener", "state store", "publisher/audit", "publisher/webhook",
+			"publisher/jsonl"}; !slices.Equal(steps, want) {
+			t.Errorf("closing steps logged %q, want %q; log:\n%s", steps, want, logs.String())
+		}
+	}()
 	mfs, err := a.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -136,8 +166,8 @@ func TestPublishersWired(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"pipetel_outbox_depth":          "[elasticsearch]",
-		"pipetel_publish_retried_total": "[elasticsearch]",
+		"pipetel_outbox_depth":          "[audit elasticsearch jsonl webhook]",
+		"pipetel_publish_retried_total": "[audit elasticsearch jsonl webhook]",
 		"pipetel_push_failed_total":     "[grafanacloud]",
 		"pipetel_push_sent_total":       "[grafanacloud]",
 	} {
