@@ -33,13 +33,6 @@ func deadlineExactTag(s Stream) [2]byte {
 	return tagEventDeadlineExact
 }
 
-func deadlineTagOf(s Stream) [2]byte {
-	if s == Network {
-		return tagNetDeadline
-	}
-	return tagEventDeadline
-}
-
 // deadlineItem is one deadline of one cached entry. Items go stale when
 // the entry's deadline moves or the entry goes; a stale item is dropped
 // when it reaches the top.
@@ -161,7 +154,7 @@ func (s *Store) materializeDeadlines(u Unit, c *openCache) error {
 	if err := s.clearDeadlines(wb, u); err != nil {
 		return err
 	}
-	tag := deadlineTagOf(u.Stream)
+	tag := deadlineTag(u.Stream)
 	for id, pe := range c.events {
 		if pe.Deadline != 0 {
 			if err := wb.Set(key(tag, u.Partition, ordered(pe.Deadline), []byte(id)), nil); err != nil {
@@ -196,7 +189,7 @@ func (s *Store) ensureDeadlines(u Unit) error {
 		return err
 	}
 	if err := s.eachPendingDeadline(u, func(id []byte, dl int64) error {
-		return wb.Set(key(deadlineTagOf(u.Stream), u.Partition, ordered(dl), bytes.Clone(id)), nil)
+		return wb.Set(key(deadlineTag(u.Stream), u.Partition, ordered(dl), bytes.Clone(id)), nil)
 	}); err != nil {
 		return err
 	}
@@ -248,7 +241,7 @@ func (s *Store) setDeadlinesExact(u Unit) error {
 
 // clearDeadlines deletes every Badger deadline key of u in wb.
 func (s *Store) clearDeadlines(wb *badger.WriteBatch, u Unit) error {
-	pre := prefix(deadlineTagOf(u.Stream), u.Partition)
+	pre := prefix(deadlineTag(u.Stream), u.Partition)
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: pre})
 		defer it.Close()

@@ -68,11 +68,17 @@ func networkIndexKeys(p int32, m schemas.NetworkMetric) [][]byte {
 func (s *Store) rebuildIndexes(u Unit) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	pendTag, finTag, deadTag := tagPendingEvent, tagFinishedEvent, tagEventDeadline
+	finTag, deadTag := tagFinishedEvent, tagEventDeadline
 	if u.Stream == Network {
-		pendTag, finTag, deadTag = tagPendingNet, tagFinishedNet, tagNetDeadline
+		finTag, deadTag = tagFinishedNet, tagNetDeadline
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.eachPendingDeadline(u, func(id []byte, dl int64) error {
+		return wb.Set(key(deadTag, u.Partition, ordered(dl), bytes.Clone(id)), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the indexes of %s partition %d: %w", u.Stream, u.Partition, err)
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
 		each := func(tag [2]byte, fn func(k, id, v []byte) error) error {
 			pre := prefix(tag, u.Partition)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: pre, PrefetchValues: true})
@@ -84,29 +90,6 @@ func (s *Store) rebuildIndexes(u Unit) error {
 				}
 			}
 			return nil
-		}
-		err := each(pendTag, func(k, id, v []byte) error {
-			var dl int64
-			if u.Stream == Network {
-				var pn PendingNetwork
-				if err := decodeValue(k, v, &pn); err != nil {
-					return err
-				}
-				dl = pn.Deadline
-			} else {
-				var pe PendingEvent
-				if err := decodeValue(k, v, &pe); err != nil {
-					return err
-				}
-				dl = pe.Deadline
-			}
-			if dl == 0 {
-				return nil
-			}
-			return wb.Set(key(deadTag, u.Partition, ordered(dl), bytes.Clone(id)), nil)
-		})
-		if err != nil {
-			return err
 		}
 		return each(finTag, func(k, _, v []byte) error {
 			var keys [][]byte
