@@ -146,33 +146,25 @@ func (b *Batch) dueID(d Due) string {
 }
 
 // materializeDeadlines makes Badger's deadline index of u exact from the
-// cache's entries (every old key of it removed first), then sets the
-// marker. A crash on the way leaves no marker, and the next owner rebuilds.
+// cache's entries, for a cache that spilled.
 func (s *Store) materializeDeadlines(u Unit, c *openCache) error {
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	if err := s.clearDeadlines(wb, u); err != nil {
-		return err
-	}
-	tag := deadlineTag(u.Stream)
-	for id, pe := range c.events {
-		if pe.Deadline != 0 {
-			if err := wb.Set(key(tag, u.Partition, ordered(pe.Deadline), []byte(id)), nil); err != nil {
-				return err
+	return s.writeDeadlines(u, func(fn func(id []byte, dl int64) error) error {
+		for id, pe := range c.events {
+			if pe.Deadline != 0 {
+				if err := fn([]byte(id), pe.Deadline); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	for id, pn := range c.network {
-		if pn.Deadline != 0 {
-			if err := wb.Set(key(tag, u.Partition, ordered(pn.Deadline), []byte(id)), nil); err != nil {
-				return err
+		for id, pn := range c.network {
+			if pn.Deadline != 0 {
+				if err := fn([]byte(id), pn.Deadline); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("cannot write the deadline index of %s partition %d: %w", u.Stream, u.Partition, err)
-	}
-	return s.setDeadlinesExact(u)
+		return nil
+	})
 }
 
 // ensureDeadlines makes Badger's deadline index of u exact when its marker
@@ -183,13 +175,23 @@ func (s *Store) ensureDeadlines(u Unit) error {
 	if err != nil || exact {
 		return err
 	}
+	return s.writeDeadlines(u, func(fn func(id []byte, dl int64) error) error {
+		return s.eachPendingDeadline(u, func(id []byte, dl int64) error { return fn(bytes.Clone(id), dl) })
+	})
+}
+
+// writeDeadlines replaces Badger's deadline index of u (every old key of it
+// removed first) with the deadlines each yields, then sets the marker. A
+// crash on the way leaves no marker, and the next owner rebuilds.
+func (s *Store) writeDeadlines(u Unit, each func(fn func(id []byte, dl int64) error) error) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	if err := s.clearDeadlines(wb, u); err != nil {
 		return err
 	}
-	if err := s.eachPendingDeadline(u, func(id []byte, dl int64) error {
-		return wb.Set(key(deadlineTag(u.Stream), u.Partition, ordered(dl), bytes.Clone(id)), nil)
+	tag := deadlineTag(u.Stream)
+	if err := each(func(id []byte, dl int64) error {
+		return wb.Set(key(tag, u.Partition, ordered(dl), id), nil)
 	}); err != nil {
 		return err
 	}
@@ -199,25 +201,41 @@ func (s *Store) ensureDeadlines(u Unit) error {
 	return s.setDeadlinesExact(u)
 }
 
-// dropDeadlines removes the marker, then Badger's deadline keys of u, once
-// the index lives in memory again; keys left by a crash in between are
-// never read, and a later rebuild removes them.
-func (s *Store) dropDeadlines(u Unit) error {
-	exact, err := s.deadlinesExact(u)
-	if err != nil || !exact {
-		return err
-	}
+// dropDeadlineMarker removes u's marker once the index lives in memory
+// again. Until it is gone the cache must stay spilled: a later owner would
+// trust Badger's keys.
+func (s *Store) dropDeadlineMarker(u Unit) error {
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Delete(prefix(deadlineExactTag(u.Stream), u.Partition))
 	}); err != nil {
 		return fmt.Errorf("cannot drop the deadline marker of %s partition %d: %w", u.Stream, u.Partition, err)
 	}
+	return nil
+}
+
+// clearDeadlineKeys removes Badger's deadline keys of u after its marker
+// went. It may fail harmlessly: without the marker the keys are never read,
+// and the next write of the index removes them first.
+func (s *Store) clearDeadlineKeys(u Unit) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	if err := s.clearDeadlines(wb, u); err != nil {
 		return err
 	}
 	return wb.Flush()
+}
+
+// dropDeadlines is dropDeadlineMarker then clearDeadlineKeys, for a unit
+// whose marker is set.
+func (s *Store) dropDeadlines(u Unit) error {
+	exact, err := s.deadlinesExact(u)
+	if err != nil || !exact {
+		return err
+	}
+	if err := s.dropDeadlineMarker(u); err != nil {
+		return err
+	}
+	return s.clearDeadlineKeys(u)
 }
 
 func (s *Store) deadlinesExact(u Unit) (bool, error) {

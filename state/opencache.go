@@ -138,10 +138,14 @@ func (s *Store) cacheOf(u Unit) (*openCache, error) {
 	}
 	loaded, err := s.loadOpenCache(u, open)
 	if err == nil && loaded.complete {
-		err = s.dropDeadlines(u)
+		// Only the marker must go before the index lives in memory; keys
+		// a failed clear leaves are never read (clearDeadlineKeys).
+		if err = s.dropDeadlineMarker(u); err == nil {
+			_ = s.clearDeadlineKeys(u)
+		}
 	}
 	if err != nil {
-		return c, nil // stays incomplete: reads go to Badger
+		return c, nil // stays incomplete: reads go to Badger, its index exact
 	}
 	s.mu.Lock()
 	if s.caches[u] == c {
