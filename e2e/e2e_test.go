@@ -293,9 +293,13 @@ func TestBatchBytesBoundsBatches(t *testing.T) {
 	cfg := testConfig(b, tt, t.TempDir())
 	cfg.Processor.BatchBytes = 1
 	a := startApp(t, cfg)
-	waitFor(t, 60*time.Second, "every task finished", func() (bool, string) {
-		n := sumMetric(a.scrape(t), "events_total", nil)
-		return n == tasks, fmt.Sprintf("events_total %v", n)
+	// Each batch's apply time is observed before its records are counted
+	// as consumed, so once a scrape sees every record consumed a later one
+	// sees every batch.
+	waitFor(t, 60*time.Second, "every task finished and every record consumed", func() (bool, string) {
+		fams := a.scrape(t)
+		n, c := sumMetric(fams, "events_total", nil), sumMetric(fams, "pipetel_records_consumed_total", nil)
+		return n == tasks && c == 2*tasks, fmt.Sprintf("events_total %v, pipetel_records_consumed_total %v", n, c)
 	})
 	if got := sumMetric(a.scrape(t), "pipetel_batch_apply_seconds", nil); got != 2*tasks {
 		t.Errorf("%v batches applied, want %d: one per record", got, 2*tasks)
